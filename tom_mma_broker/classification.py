@@ -1,0 +1,133 @@
+"""Classify a candidate's light curve and, above the floor, queue a derived alert in the outbox.
+
+Both happen in one transaction, so a classification never exists without its alert queued, and
+an alert is never sent for a classification that was rolled back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
+
+from tom_mma.schemas.derived_alert import Candidate as AlertCandidate
+from tom_mma.schemas.derived_alert import DerivedAlert, utc_now_iso
+from tom_mma.schemas.derived_alert import PhotometryPoint as AlertPoint
+
+from .classifier import NoDetectionsError, Observation, load_model
+from .conf import broker_settings
+from .models import Candidate, CandidatePoint, Classification, OutboxMessage
+
+__all__ = ["classify_candidate", "input_digest", "derived_alert_for", "unclassified_candidates"]
+
+logger = logging.getLogger(__name__)
+
+
+def input_digest(model_version: str, point_ids: list[str]) -> str:
+    """The idempotency key of a classification: the model and the exact set of points.
+
+    Examples
+    --------
+    >>> input_digest("kn-v1", ["b", "a"]) == input_digest("kn-v1", ["a", "b"])
+    True
+    """
+    text = model_version + "\n" + "\n".join(sorted(point_ids))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def derived_alert_for(classification: Classification, points: list[CandidatePoint]) -> DerivedAlert:
+    """The derived alert (schema v1) that publishes ``classification``."""
+    candidate = classification.candidate
+    return DerivedAlert(
+        alert_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"tom-mma:classification:{classification.input_digest}")),
+        kind="classification",
+        created=utc_now_iso(),
+        candidate=AlertCandidate(name=candidate.name, ra=candidate.ra, dec=candidate.dec,
+                                 aliases=tuple(candidate.aliases)),
+        latest_point_mjd=classification.latest_point_mjd,
+        kilonova_score=classification.score,
+        model_version=classification.model_version,
+        features=classification.features,
+        source_message_ids=tuple(classification.source_message_ids),
+        gw_event=candidate.gw_event or None,
+        photometry=tuple(
+            AlertPoint(mjd=p.mjd, band=p.band, magnitude=p.magnitude, magnitude_error=p.magnitude_error,
+                       upper_limit=p.upper_limit, telescope=p.telescope or None)
+            for p in points
+        ),
+    )  # fmt: skip
+
+
+def classify_candidate(candidate_pk: int) -> Classification | None:
+    """Score the candidate's light curve as it stands, once per (model, set of points).
+
+    Returns
+    -------
+    Classification or None
+        The new classification; None when nothing is new (already classified with these points and
+        this model), the candidate is gone, or it has no detection yet.
+    """
+    model = load_model(broker_settings.CLASSIFIER_ARTIFACT)
+    candidate = Candidate.objects.filter(pk=candidate_pk).first()
+    if candidate is None:
+        return None
+    points = list(CandidatePoint.objects.filter(candidate=candidate).order_by("mjd", "id"))
+    digest = input_digest(model.version, [p.point_id for p in points])
+    if not points or Classification.objects.filter(candidate=candidate, input_digest=digest).exists():
+        return None
+    observations = [
+        Observation(mjd=p.mjd, band=p.band, magnitude=p.magnitude, magnitude_error=p.magnitude_error,
+                    upper_limit=p.upper_limit)
+        for p in points
+    ]  # fmt: skip
+    try:
+        result = model.classify(observations)
+    except NoDetectionsError:
+        logger.info("candidate %s has no detection yet: not classified", candidate.name)
+        return None
+    try:
+        with transaction.atomic():
+            classification = Classification.objects.create(
+                candidate=candidate, model_version=result.model_version, input_digest=digest, score=result.score,
+                features=result.features, n_points=len(points), latest_point_mjd=points[-1].mjd,
+                source_message_ids=sorted({str(p.message_id) for p in points if p.message_id}),
+            )  # fmt: skip
+            if broker_settings.PUBLISH_ENABLED and result.score >= broker_settings.PUBLISH_FLOOR:
+                alert = derived_alert_for(classification, points)
+                OutboxMessage.objects.create(
+                    alert_id=uuid.UUID(alert.alert_id), topic=broker_settings.RESULTS_TOPIC,
+                    classification=classification, payload=alert.to_json(),
+                )  # fmt: skip
+                transaction.on_commit(_publish_soon, robust=True)
+    except IntegrityError:  # the same classification, made concurrently by another worker
+        return None
+    logger.info(
+        "candidate %s: kilonova score %.3f from %d points (%s)",
+        candidate.name,
+        result.score,
+        len(points),
+        result.model_version,
+    )
+    return classification
+
+
+def _publish_soon() -> None:
+    from .tasks import publish_outbox
+
+    publish_outbox.delay()
+
+
+def unclassified_candidates() -> QuerySet:
+    """Candidates with a detection whose latest classification does not cover all their points.
+
+    (What the sweep re-enqueues: a classification task lost with its queue, or never enqueued.)
+    """
+    n_points = (
+        CandidatePoint.objects.filter(candidate=OuterRef("pk")).values("candidate").annotate(c=Count("id")).values("c")
+    )
+    covered = Classification.objects.filter(candidate=OuterRef("pk"), n_points=OuterRef("n"))
+    detected = CandidatePoint.objects.filter(candidate=OuterRef("pk"), upper_limit=False)
+    return Candidate.objects.annotate(n=Subquery(n_points)).filter(Exists(detected)).exclude(Exists(covered))

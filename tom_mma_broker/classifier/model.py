@@ -1,0 +1,322 @@
+"""The kilonova model as a versioned artifact: save, verify, load once per process, classify.
+
+An artifact is two files side by side: ``<name>.skops`` (a scikit-learn estimator in the skops format,
+never pickle) and ``<name>.json`` (metadata: version, sha256 of the ``.skops`` file, feature names,
+library versions, training data and metrics). :func:`load_model` checks the sha256 and the feature names
+before it loads anything, and loads only the types listed in :data:`TRUSTED_TYPES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import threading
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .features import FEATURE_NAMES, Observation, detections, extract_features
+
+__all__ = [
+    "DEFAULT_ARTIFACT",
+    "TRUSTED_TYPES",
+    "ArtifactError",
+    "Classification",
+    "KilonovaModel",
+    "NoDetectionsError",
+    "artifact_status",
+    "classify",
+    "load_model",
+    "save_artifact",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "kilonova-v1.skops"
+"""The artifact shipped with the package."""
+
+# The types skops does not trust by default that a HistGradientBoostingClassifier needs. Anything else in
+# an artifact makes loading fail: the list lives in the code, never in the artifact it would vouch for.
+TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+
+
+class ArtifactError(Exception):
+    """The classifier artifact is missing, altered, or does not match this code."""
+
+
+class NoDetectionsError(ValueError):
+    """The light curve has no detection in g, r or i, so there is nothing to classify."""
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The kilonova score of a light curve, with what produced it.
+
+    Parameters
+    ----------
+    score
+        Probability (0-1) that the light curve is a kilonova, under the training mix of the model
+        (half kilonovae): not a posterior with the real rate of kilonovae among transients.
+    model_version
+        ``"<version>+<first 12 hex digits of the artifact's sha256>"``, e.g. ``"kilonova-v1+0123456789ab"``.
+    features
+        The features the model used (:data:`~tom_mma_broker.classifier.features.FEATURE_NAMES`), JSON
+        serialisable: ``None`` where a feature could not be computed.
+    """
+
+    score: float
+    model_version: str
+    features: dict[str, float | None]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _normalised_zip(data: bytes) -> bytes:
+    """The same skops archive in a canonical form, so that the same model gives the same bytes.
+
+    skops names the array files and the ``__id__`` memo keys of ``schema.json`` after ``id()`` of the
+    objects, and zip entries carry the time of writing: all three change from run to run. Ids and file
+    names are renumbered in order of appearance (a one-to-one map, so shared references stay shared) and
+    the timestamps fixed.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        names = set(src.namelist())
+        schema = json.loads(src.read("schema.json"))
+        ids: dict[int, int] = {}
+        files: dict[str, str] = {}
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    if key == "__id__" and isinstance(value, int):
+                        node[key] = ids.setdefault(value, len(ids))
+                    elif key == "file" and isinstance(value, str) and value in names:
+                        node[key] = files.setdefault(value, f"{len(files)}{Path(value).suffix}")
+                    else:
+                        walk(value)
+            elif isinstance(node, list):
+                for item in node:
+                    walk(item)
+
+        walk(schema)
+        if set(files) != names - {"schema.json"}:
+            raise ArtifactError("unexpected skops archive layout: files not referenced by schema.json")
+        entries = [("schema.json", json.dumps(schema, indent=2).encode())]
+        entries += sorted(((new, src.read(old)) for old, new in files.items()), key=lambda e: e[0])
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name, content in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            dst.writestr(info, content, compresslevel=9)
+    return out.getvalue()
+
+
+class KilonovaModel:
+    """A loaded, verified kilonova classifier.
+
+    Parameters
+    ----------
+    estimator
+        A fitted scikit-learn classifier whose class 1 is "kilonova", trained on :data:`FEATURE_NAMES`.
+    metadata
+        The artifact's metadata (``version``, ``sha256``, ``feature_names``, ...).
+    """
+
+    def __init__(self, estimator: Any, metadata: dict[str, Any]) -> None:
+        from threadpoolctl import ThreadpoolController
+
+        self.estimator = estimator
+        self.metadata = metadata
+        # Scoring one light curve in parallel costs more than it saves: OpenMP threads spin-wait, ~100x
+        # slower on a busy 2-core worker. Predictions run on one thread (the controller is made once).
+        self._threads = ThreadpoolController()
+
+    @property
+    def version(self) -> str:
+        """``"<version>+<first 12 hex of sha256>"``: what every result row stores."""
+        return f"{self.metadata['version']}+{self.metadata['sha256'][:12]}"
+
+    def predict_proba(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
+        """Kilonova probabilities of feature dicts (as from :func:`extract_features`)."""
+        matrix = np.array([[row[name] for name in FEATURE_NAMES] for row in rows], dtype=float)
+        with self._threads.limit(limits=1, user_api="openmp"):
+            return self.estimator.predict_proba(matrix.reshape(len(rows), len(FEATURE_NAMES)))[:, 1]
+
+    def classify(self, observations: Sequence[Observation]) -> Classification:
+        """Score a light curve; see :func:`classify`."""
+        if not detections(observations):
+            raise NoDetectionsError(
+                "the light curve has no detection in g, r or i (other bands and upper limits alone are not classified)"
+            )
+        features = extract_features(observations)
+        score = float(self.predict_proba([features])[0])
+        clean = {name: (None if math.isnan(value) else float(value)) for name, value in features.items()}
+        return Classification(score=score, model_version=self.version, features=clean)
+
+
+def _metadata_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def verify_checksum(path: str | Path | None = None) -> tuple[bool, str]:
+    """Whether the artifact and its metadata exist and the file's sha256 matches, without loading it.
+
+    Cheap enough for a system check on every ``manage.py`` call (the model itself loads in workers).
+
+    Examples
+    --------
+    >>> verify_checksum()[0]
+    True
+    >>> verify_checksum("/nonexistent/kilonova.skops")[1].startswith("classifier artifact missing")
+    True
+    """
+    resolved = Path(path).resolve() if path is not None else DEFAULT_ARTIFACT
+    meta_path = _metadata_path(resolved)
+    if not resolved.exists() or not meta_path.exists():
+        return False, f"classifier artifact missing: {resolved} (or its metadata {meta_path.name})"
+    try:
+        expected = json.loads(meta_path.read_text())["sha256"]
+    except (ValueError, KeyError) as exc:
+        return False, f"classifier metadata {meta_path} unreadable: {exc}"
+    actual = _sha256(resolved.read_bytes())
+    if actual != expected:
+        return False, f"classifier artifact {resolved}: sha256 {actual[:12]}..., metadata says {expected[:12]}..."
+    return True, f"classifier artifact {resolved.name} checksum ok"
+
+
+def _load(path: Path) -> KilonovaModel:
+    import skops.io
+
+    meta_path = _metadata_path(path)
+    try:
+        data = path.read_bytes()
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"classifier artifact missing: {exc.filename} (run ./manage.py trainkilonova to make one)")
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"classifier metadata {meta_path} is not valid JSON: {exc}")
+    digest = _sha256(data)
+    if digest != metadata.get("sha256"):
+        raise ArtifactError(
+            f"classifier artifact {path} has sha256 {digest}, its metadata {meta_path.name} says "
+            f"{metadata.get('sha256')}: the file was altered or does not belong to this metadata"
+        )
+    if list(metadata.get("feature_names", [])) != list(FEATURE_NAMES):
+        raise ArtifactError(
+            f"classifier artifact {path} was trained on other features than this code computes; "
+            "retrain it with ./manage.py trainkilonova"
+        )
+    try:
+        estimator = skops.io.loads(data, trusted=TRUSTED_TYPES)
+    except Exception as exc:  # skops raises several types (untrusted types, bad zip, version errors)
+        raise ArtifactError(f"classifier artifact {path} cannot be loaded: {exc}") from exc
+    logger.info("Loaded kilonova classifier %s from %s", metadata.get("version"), path)
+    return KilonovaModel(estimator, metadata)
+
+
+_cache: dict[tuple[str, int, int], KilonovaModel] = {}
+_cache_lock = threading.Lock()
+
+
+def load_model(path: str | Path | None = None) -> KilonovaModel:
+    """Load a classifier artifact, once per process (cached by path, size and modification time).
+
+    Parameters
+    ----------
+    path
+        The ``.skops`` file; its metadata is the ``.json`` file of the same name. Default: the artifact
+        shipped with the package (:data:`DEFAULT_ARTIFACT`).
+
+    Raises
+    ------
+    ArtifactError
+        The file or its metadata is missing, the sha256 does not match, the features differ from this
+        code's, or skops refuses the file (e.g. an untrusted type).
+    """
+    resolved = Path(path).resolve() if path is not None else DEFAULT_ARTIFACT
+    try:
+        stat = resolved.stat()
+    except FileNotFoundError:
+        raise ArtifactError(f"classifier artifact missing: {resolved} (run ./manage.py trainkilonova to make one)")
+    key = (str(resolved), stat.st_size, stat.st_mtime_ns)
+    with _cache_lock:
+        model = _cache.get(key)
+        if model is None:
+            model = _load(resolved)
+            # one entry per path: a replaced file replaces the cached model
+            for old in [k for k in _cache if k[0] == key[0]]:
+                del _cache[old]
+            _cache[key] = model
+    return model
+
+
+def artifact_status(path: str | Path | None = None) -> tuple[bool, str]:
+    """Whether the artifact loads and verifies, for a system check: ``(ok, message)``.
+
+    Examples
+    --------
+    >>> ok, message = artifact_status("/nonexistent/kilonova.skops")
+    >>> ok, message.startswith("classifier artifact missing")
+    (False, True)
+    """
+    try:
+        model = load_model(path)
+    except ArtifactError as exc:
+        return False, str(exc)
+    return True, f"kilonova classifier {model.version} verified"
+
+
+def classify(observations: Sequence[Observation]) -> Classification:
+    """Kilonova probability of a (partial) light curve, with the shipped model.
+
+    Parameters
+    ----------
+    observations
+        Every point seen so far of one candidate: detections and upper limits, any bands, any order.
+
+    Returns
+    -------
+    Classification
+        Score, model version and the features used.
+
+    Raises
+    ------
+    NoDetectionsError
+        (a ``ValueError``) when no point is a detection in g, r or i: there is no light curve to score
+        yet. Callers skip the candidate until a detection arrives.
+    ArtifactError
+        The shipped artifact is missing or altered.
+    """
+    return load_model().classify(observations)
+
+
+def save_artifact(estimator: Any, metadata: dict[str, Any], out_dir: str | Path, name: str) -> Path:
+    """Save an estimator as ``<out_dir>/<name>.skops`` with its metadata ``<name>.json``.
+
+    The zip archive skops writes is normalised (fixed timestamps) so that the same model gives the same
+    bytes and the same sha256. Saving refuses a model whose types are not all in :data:`TRUSTED_TYPES`.
+    """
+    import skops.io
+
+    data = _normalised_zip(skops.io.dumps(estimator))
+    untrusted = set(skops.io.get_untrusted_types(data=data)) - set(TRUSTED_TYPES)
+    if untrusted:
+        raise ArtifactError(f"the model uses types load_model would refuse: {sorted(untrusted)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.skops"
+    path.write_bytes(data)
+    full = {**metadata, "sha256": _sha256(data), "feature_names": list(FEATURE_NAMES)}
+    _metadata_path(path).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,49 @@
+"""Settings of ``tom_mma_broker``: one dict, ``settings.TOM_MMA_BROKER``, with these defaults.
+
+Every key is listed in ``docs/settings.md`` with its default and the check that guards it.
+"""
+
+from __future__ import annotations
+
+from tom_mma.appsettings import AppSettings
+
+__all__ = ["DEFAULTS", "broker_settings"]
+
+DEFAULTS = {
+    # Where the embedded broker keeps its pid, port and log. None: <BASE_DIR>/.tom_mma/kafka
+    "EMBEDDED_STATE_DIR": None,
+    # Topics the embedded broker creates when it starts, next to every topic named in ALERT_STREAMS.
+    "EMBEDDED_TOPICS": [],
+    # Partitions of each topic the embedded broker creates.
+    "EMBEDDED_PARTITIONS": 1,
+    # Reliable stream: messages per database transaction, and how long to wait to fill a batch.
+    "BATCH_SIZE": 500,
+    "BATCH_TIMEOUT_S": 0.2,
+    # A handler that raises is retried this many times in all before its message is quarantined.
+    "MAX_HANDLER_ATTEMPTS": 3,
+    # Pause between two attempts at a failing handler (seconds, doubled each time).
+    "HANDLER_RETRY_DELAY_S": 0.05,
+    # Reconnect to a lost broker: exponential backoff with full jitter, capped; forever.
+    "RECONNECT_BASE_S": 1.0,
+    "RECONNECT_MAX_S": 60.0,
+    # Keep the decoded content of known formats (JSON, Avro, VOEvent, GCN text) in the archive.
+    "STORE_CONTENT": True,
+    # --- the kilonova pipeline ---
+    # Kafka for publishing derived alerts: "embedded" or kafka://host:port; credentials (from the
+    # environment) for SCRAM, none for a local broker.
+    "KAFKA_URL": "embedded",
+    "KAFKA_USERNAME": "",
+    "KAFKA_PASSWORD": "",
+    # Where derived alerts go, and the score below which a classification yields none.
+    "RESULTS_TOPIC": "tom-mma.derived",
+    "PUBLISH_ENABLED": True,
+    "PUBLISH_FLOOR": 0.1,
+    # Seconds the outbox publisher waits for the broker to take a batch before trying again later.
+    "PUBLISH_TIMEOUT_S": 30.0,
+    # Photometry of one object within this cone (arcsec) merges into one candidate.
+    "CANDIDATE_MERGE_RADIUS_ARCSEC": 2.0,
+    # The classifier artifact (None: the one shipped with tom-mma).
+    "CLASSIFIER_ARTIFACT": None,
+}
+
+broker_settings = AppSettings("TOM_MMA_BROKER", DEFAULTS)

@@ -1,0 +1,129 @@
+"""Kafka connection settings: broker URL (the embedded broker by default), credentials, producers.
+
+Secrets come from the caller (the TOM's settings, which read the environment); they are never
+logged. ``url`` may be ``"embedded"`` (or empty): the embedded broker recorded in the state
+directory is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import urlparse
+
+from django.conf import settings
+
+from .conf import broker_settings
+from .embedded import BrokerInfo, EmbeddedBrokerError, EmbeddedKafka
+
+__all__ = [
+    "EMBEDDED",
+    "embedded_broker",
+    "resolve_broker_url",
+    "bootstrap_servers",
+    "hop_auth",
+    "open_producer",
+    "stream_url",
+    "hop_headers",
+]
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+
+
+def embedded_broker() -> EmbeddedKafka:
+    """The embedded broker of this TOM (its state directory from the settings)."""
+    state_dir = broker_settings.EMBEDDED_STATE_DIR
+    if not state_dir:
+        base = getattr(settings, "BASE_DIR", None) or Path.cwd()
+        state_dir = Path(base) / ".tom_mma" / "kafka"
+    return EmbeddedKafka(state_dir)
+
+
+def _running_embedded() -> BrokerInfo:
+    info = embedded_broker().status()
+    if info is None:
+        raise EmbeddedBrokerError(
+            "the embedded Kafka broker is not running: start it with `./manage.py kafkabroker start`, "
+            "or set the Kafka URL of a real broker"
+        )
+    return info
+
+
+def resolve_broker_url(url: str | None) -> str:
+    """``kafka://host:port`` for ``url``, resolving ``"embedded"``/empty to the embedded broker.
+
+    Any topic path in ``url`` is dropped.
+    """
+    if not url or url == EMBEDDED or url.rstrip("/") == f"kafka://{EMBEDDED}":
+        return _running_embedded().url
+    parsed = urlparse(url)
+    if parsed.scheme != "kafka" or not parsed.netloc:
+        raise ValueError(f"not a kafka:// URL: {url!r}")
+    return f"kafka://{parsed.netloc}"
+
+
+def bootstrap_servers(url: str | None) -> str:
+    """``host:port`` (without credentials) for confluent-kafka."""
+    netloc = urlparse(resolve_broker_url(url)).netloc
+    return netloc.rsplit("@", 1)[-1]
+
+
+def stream_url(url: str | None, topics: Iterable[str]) -> str:
+    """A hop URL for reading or writing ``topics`` on the broker at ``url``."""
+    return resolve_broker_url(url).rstrip("/") + "/" + ",".join(topics)
+
+
+def hop_auth(username: str | None, password: str | None, method: str = "SCRAM-SHA-512", protocol: str = "SASL_SSL"):
+    """A hop ``Auth`` for these credentials, or ``False`` (no authentication) when there are none.
+
+    The embedded broker and a plaintext local Kafka take no credentials; SCiMMA Hopskotch takes
+    SCRAM over TLS.
+    """
+    if not username:
+        return False
+    from hop.auth import Auth
+
+    return Auth(username, password or "", method=method, protocol=protocol)
+
+
+def open_producer(
+    url: str | None, topic: str | None = None, auth=False, idempotent: bool = True, timeout: float | None = None
+):
+    """Open a hop producer on ``url`` (``"embedded"`` allowed), for ``topic`` if given.
+
+    The producer is idempotent by default and does not ask the broker for topic configs it
+    may not report (hop's automatic offload is off). With ``timeout``, a message the broker has not
+    acknowledged within that many seconds fails (its delivery callback gets the error) and closing
+    does not wait longer; without, closing waits for every queued message.
+
+    Returns
+    -------
+    hop.io.Producer
+        Use it as a context manager; ``write(message, headers=..., key=..., topic=...)``.
+    """
+    from hop import Stream
+
+    target = stream_url(url, [topic] if topic else [])
+    from datetime import timedelta
+
+    extra = {} if timeout is None else {"produce_timeout": timedelta(seconds=timeout)}
+    return Stream(auth=auth).open(target, "w", automatic_offload=False, use_idempotence=idempotent, **extra)
+
+
+def hop_headers(
+    fmt: str, message_id: uuid.UUID | None = None, sender: str = "tom-mma", extra: Iterable[tuple[str, bytes]] = ()
+) -> tuple[uuid.UUID, list[tuple[str, bytes]]]:
+    """hop's headers for a message written as raw bytes: ``_id`` (uuid4 bytes), ``_sender``, ``_format``.
+
+    Returns
+    -------
+    message_id, headers
+        The id (the archive's idempotency key) and the header list.
+    """
+    message_id = message_id or uuid.uuid4()
+    headers = [("_id", message_id.bytes), ("_sender", sender.encode()), ("_format", fmt.encode())]
+    return message_id, headers + list(extra)

@@ -1,0 +1,129 @@
+"""The outbox publisher: send queued derived alerts to Kafka, at least once, in order.
+
+Each message carries hop's headers with ``_id`` = the alert id, and the alert id as Kafka key;
+the producer is idempotent. A message is marked sent only when the broker acknowledged it, so a
+broker outage (or a stopped broker) delays publication and loses nothing; consumers deduplicate
+a rare re-send on ``_id`` (the reliable stream does).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .conf import broker_settings
+from .kafka import hop_auth, hop_headers, open_producer
+from .models import OutboxMessage
+
+__all__ = ["PublishIncomplete", "publish_pending", "pending_count"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_HEADER = "x-tom-mma-schema"
+
+
+class PublishIncomplete(RuntimeError):
+    """Some queued messages were not acknowledged by the broker in time; they stay queued."""
+
+
+def pending_count() -> int:
+    """Messages waiting in the outbox."""
+    return OutboxMessage.objects.filter(sent_at__isnull=True).count()
+
+
+def publish_pending(limit: int = 500, timeout: float | None = None) -> int:
+    """Send up to ``limit`` queued messages; return how many the broker acknowledged.
+
+    Raises
+    ------
+    PublishIncomplete
+        When some were not acknowledged within ``timeout`` (default ``PUBLISH_TIMEOUT_S``): they
+        stay queued for the next call.
+    """
+    timeout = broker_settings.PUBLISH_TIMEOUT_S if timeout is None else timeout
+    with transaction.atomic():
+        # lock the rows we send, so that two publishers do not send the same message at once
+        rows = list(
+            OutboxMessage.objects.select_for_update(skip_locked=True)
+            .filter(sent_at__isnull=True)
+            .order_by("id")[:limit]
+        )
+        if not rows:
+            return 0
+        acked: set[int] = set()
+        errors: dict[int, str] = {}
+
+        def on_delivery(pk: int):
+            def callback(error, message) -> None:
+                if error is None:
+                    acked.add(pk)
+                else:
+                    errors[pk] = str(error)
+
+            return callback
+
+        auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD)
+        producer = open_producer(broker_settings.KAFKA_URL, auth=auth, timeout=timeout)
+        try:
+            for row in rows:
+                fmt = "json"
+                _, headers = hop_headers(
+                    fmt, message_id=row.alert_id, extra=[(SCHEMA_HEADER, b"tom-mma/derived-alert/v1")]
+                )
+                producer.write_raw(bytes(row.payload), headers, topic=row.topic, key=str(row.alert_id),
+                                   delivery_callback=on_delivery(row.pk))  # fmt: skip
+            producer.flush(timedelta(seconds=timeout))
+        finally:
+            try:
+                producer.close()
+            except Exception:  # noqa: BLE001 - closing after a failed flush may raise; the rows tell the truth
+                logger.debug("closing the producer failed", exc_info=True)
+        now = timezone.now()
+        OutboxMessage.objects.filter(pk__in=acked).update(sent_at=now, attempts=F("attempts") + 1)
+        failed = [r.pk for r in rows if r.pk not in acked]
+        if failed:
+            for pk in failed:
+                OutboxMessage.objects.filter(pk=pk).update(
+                    attempts=F("attempts") + 1, last_error=errors.get(pk, f"not acknowledged within {timeout} s")
+                )
+    logger.info("outbox: %d derived alert(s) published, %d waiting", len(acked), len(failed))
+    if failed:
+        raise PublishIncomplete(f"{len(failed)} of {len(rows)} derived alerts not acknowledged; will retry")
+    return len(acked)
+
+
+def queue_retractions(superevent_id: str, reason: str) -> int:
+    """Queue a retraction derived alert for every derived alert that cited ``superevent_id``.
+
+    Idempotent: a retraction's alert id derives from the alert it retracts, so calling this again
+    queues nothing new. Returns the number of retractions queued now.
+    """
+    import dataclasses
+    import uuid
+
+    from tom_mma.schemas.derived_alert import DerivedAlert, utc_now_iso
+
+    cited = OutboxMessage.objects.filter(kind="classification", classification__candidate__gw_event=superevent_id)
+    queued = 0
+    with transaction.atomic():
+        for original in cited:
+            alert_id = uuid.uuid5(uuid.NAMESPACE_URL, f"tom-mma:retraction:{original.alert_id}")
+            if OutboxMessage.objects.filter(alert_id=alert_id).exists():
+                continue
+            alert = dataclasses.replace(
+                DerivedAlert.from_json(bytes(original.payload)), alert_id=str(alert_id), kind="retraction",
+                created=utc_now_iso(), retracts=str(original.alert_id), reason=reason,
+            )  # fmt: skip
+            OutboxMessage.objects.create(alert_id=alert_id, topic=original.topic, kind="retraction",
+                                         classification=original.classification, payload=alert.to_json())  # fmt: skip
+            queued += 1
+        if queued:
+            from .classification import _publish_soon
+
+            transaction.on_commit(_publish_soon, robust=True)
+    logger.info("queued %d retraction(s) of derived alerts citing %s", queued, superevent_id)
+    return queued

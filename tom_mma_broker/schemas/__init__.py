@@ -1,0 +1,1 @@
+"""Versioned message schemas tom_mma_broker publishes and reads."""

@@ -1,0 +1,381 @@
+"""A reliable Hopskotch/Kafka alert stream for tom-alertstreams' ``ALERT_STREAMS``.
+
+Put ``tom_mma_broker.streams.ReliableHopskotchAlertStream`` where tom-alertstreams'
+``HopskotchAlertStream`` stood; ``TOPIC_HANDLERS`` and the handler signature
+``handler(alert, metadata)`` are the same. What it adds:
+
+* at-least-once: offsets are committed only after the batch's database transaction (archive
+  rows and the handlers' writes) has committed; a ``kill -9`` at any moment loses nothing;
+* idempotent: every message is archived once (see :mod:`tom_mma_broker.ingest`), so a
+  redelivered message runs no handler twice;
+* poison messages are retried a bounded number of times and quarantined; the stream goes on;
+* a lost broker is retried forever with exponential backoff and full jitter, each attempt logged;
+* no network in the constructor, and it can run without authentication (``AUTH: False`` or
+  no ``USERNAME``), as a local or embedded broker needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, close_old_connections
+from django.utils.module_loading import import_string
+from tom_alertstreams.alertstreams.alertstream import AlertStream
+
+from .conf import broker_settings
+from .embedded import EmbeddedBrokerError
+from .formats import header_value
+from .ingest import Envelope, HandlerMap, Ingestor, IngestResult, Outcome, record_stream_error
+from .kafka import hop_auth, resolve_broker_url
+
+__all__ = ["ReliableHopskotchAlertStream", "Backoff", "BrokerLost"]
+
+logger = logging.getLogger(__name__)
+
+# librdkafka error codes that mean the broker is gone (not a problem with one message)
+_BROKER_DOWN_CODES = {"_ALL_BROKERS_DOWN", "_TRANSPORT", "_RESOLVE", "_AUTHENTICATION", "_DESTROY"}
+
+
+class BrokerLost(ConnectionError):
+    """The Kafka broker cannot be reached."""
+
+
+# failures of the broker, the database or the network: back off and reopen the stream.
+# (hop raises ValueError when a subscribed topic does not exist yet.)
+_RECOVERABLE = (BrokerLost, EmbeddedBrokerError, DatabaseError, OSError, KafkaException, ValueError)
+
+
+class Backoff:
+    """Exponential backoff with full jitter: ``uniform(0, min(cap, base * 2**n))``.
+
+    Examples
+    --------
+    >>> b = Backoff(base=1.0, cap=8.0, rng=random.Random(0))
+    >>> [round(b.next(), 2) for _ in range(5)]
+    [0.84, 1.52, 1.71, 2.07, 4.04]
+    >>> b.reset(); b.attempt
+    0
+    """
+
+    def __init__(self, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None):
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def ceiling(self) -> float:
+        """The largest delay the next attempt may get."""
+        return min(self.cap, self.base * (2**self.attempt))
+
+    def next(self) -> float:
+        """The delay before the next attempt (and count it)."""
+        delay = self._rng.uniform(0, self.ceiling())
+        # never a tight loop: at least a tenth of the base
+        delay = max(delay, self.base / 10)
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class ReliableHopskotchAlertStream(AlertStream):
+    """See the module docstring. OPTIONS (in ``ALERT_STREAMS``):
+
+    ``URL``
+        ``kafka://host:port`` (topics are taken from ``TOPIC_HANDLERS``), or ``embedded``.
+    ``GROUP_ID``
+        Consumer group; offsets are committed under it.
+    ``USERNAME``, ``PASSWORD``
+        SCRAM credentials (from the environment); none means no authentication.
+    ``AUTH``
+        ``False`` to force no authentication.
+    ``SASL_MECHANISM``, ``SECURITY_PROTOCOL``
+        Default ``SCRAM-SHA-512`` over ``SASL_SSL`` (Hopskotch).
+    ``TOPIC_HANDLERS``
+        Topic (or regex with ``*``) -> dotted path of ``handler(alert, metadata)``, or ``None``
+        to archive only.
+    ``START_POSITION``
+        ``EARLIEST`` or ``LATEST`` (default), for a group with no committed offset.
+    ``IGNORE_TEST``
+        Drop messages with hop's ``_test`` header (default True, as hop does).
+    """
+
+    TOPIC_RECHECK_S = 60
+
+    required_keys = ["URL", "TOPIC_HANDLERS"]
+    allowed_keys = [
+        "URL", "GROUP_ID", "USERNAME", "PASSWORD", "AUTH", "SASL_MECHANISM", "SECURITY_PROTOCOL",
+        "TOPIC_HANDLERS", "START_POSITION", "IGNORE_TEST",
+    ]  # fmt: skip
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("GROUP_ID", "tom-mma")
+        super().__init__(*args, **kwargs)
+        self.group_id = kwargs["GROUP_ID"]
+        self.start_position = str(kwargs.get("START_POSITION", "LATEST")).upper()
+        if self.start_position not in ("EARLIEST", "LATEST"):
+            raise ImproperlyConfigured(f"START_POSITION must be EARLIEST or LATEST, not {self.start_position!r}")
+        self.ignore_test = bool(kwargs.get("IGNORE_TEST", True))
+        self.handler_map = HandlerMap(self.alert_handler)
+        if not self.handler_map.topics() and not self.handler_map.has_wildcards():
+            raise ImproperlyConfigured("TOPIC_HANDLERS names no topic: the stream would read nothing")
+        self._stop = threading.Event()
+        self._broker_error: str | None = None
+        self._missing_topics: list[str] = []
+        self._reading: list[str] = []
+        self.stats: dict[str, int] = {o.value: 0 for o in Outcome}
+        #: (monotonic, process CPU) time when the first batch arrived: for throughput figures
+        self.first_batch_at: tuple[float, float] | None = None
+
+    # tom-alertstreams imports every handler path; None (archive only) must stay None
+    def _process_topic_handlers(self) -> dict[str, Callable | None]:
+        handlers: dict[str, Callable | None] = {}
+        for topic, path in (self.topic_handlers or {}).items():
+            handlers[topic] = import_string(path) if path else None
+        return handlers
+
+    # -- connection -------------------------------------------------------------------------
+    def stream_auth(self) -> Any:
+        """hop auth from the options (``False`` for none). Credentials are never logged."""
+        if self.__dict__.get("auth") is False:
+            return False
+        return hop_auth(
+            getattr(self, "username", None),
+            getattr(self, "password", None),
+            method=getattr(self, "sasl_mechanism", None) or "SCRAM-SHA-512",
+            protocol=getattr(self, "security_protocol", None) or "SASL_SSL",
+        )
+
+    def topics(self, available: Iterable[str] = ()) -> list[str]:
+        """Topics to read: the explicit ones plus those of ``available`` that a wildcard matches."""
+        chosen = set(self.handler_map.topics())
+        if self.handler_map.has_wildcards():
+            chosen.update(t for t in available if not t.startswith("__") and self.handler_map.matches(t))
+        return sorted(chosen)
+
+    def _on_kafka_error(self, error: Any) -> None:
+        name = error.name() if hasattr(error, "name") else str(error)
+        if name in _BROKER_DOWN_CODES or (hasattr(error, "fatal") and error.fatal()):
+            self._broker_error = f"{name}: {error.str() if hasattr(error, 'str') else error}"
+        logger.warning("kafka client error: %s", error)
+
+    def _open(self) -> tuple[Any, list[str]]:
+        from hop import Stream
+        from hop.io import StartPosition
+        from hop.io import list_topics as hop_list_topics
+
+        base = resolve_broker_url(self.url)
+        auth = self.stream_auth()
+        available = set(hop_list_topics(base, auth=auth, timeout=10.0))
+        wanted = self.topics(available)
+        topics = [t for t in wanted if t in available]
+        self._missing_topics = sorted(set(wanted) - available)
+        if self._missing_topics:
+            logger.warning(
+                "topics not on the broker (yet): %s; checking again every %d s",
+                ", ".join(self._missing_topics),
+                self.TOPIC_RECHECK_S,
+            )
+        if not topics:
+            raise BrokerLost(f"none of the topics {', '.join(wanted)} exists on {base}")
+        start = StartPosition.EARLIEST if self.start_position == "EARLIEST" else StartPosition.LATEST
+        self._broker_error = None
+        consumer = Stream(auth=auth, start_at=start).open(
+            base + "/" + ",".join(topics), "r", group_id=self.group_id, ignoretest=self.ignore_test,
+            error_callback=self._on_kafka_error,
+            # a lost broker: librdkafka reconnects quickly; we watch for it and back off ourselves
+            reconnect_max_time=timedelta(seconds=5),
+        )  # fmt: skip
+        return consumer, topics
+
+    def _topics_appeared(self) -> bool:
+        """Whether a configured topic that was missing (or a new wildcard match) exists now."""
+        from hop.io import list_topics as hop_list_topics
+
+        available = set(hop_list_topics(resolve_broker_url(self.url), auth=self.stream_auth(), timeout=10.0))
+        return bool(set(self.topics(available)) - set(self._reading))
+
+    # -- the loop ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask :meth:`listen` to return after the current batch."""
+        self._stop.set()
+
+    def listen(self, max_messages: int | None = None, idle_timeout: float | None = None) -> dict[str, int]:
+        """Consume until stopped (forever by default).
+
+        Parameters
+        ----------
+        max_messages : int, optional
+            Return after this many messages (tests, benchmarks).
+        idle_timeout : float, optional
+            Return after this many seconds without a message.
+
+        Returns
+        -------
+        dict
+            Counts by outcome.
+        """
+        super().listen()
+        ingestor = Ingestor(self.handler_map)
+        backoff = Backoff(broker_settings.RECONNECT_BASE_S, broker_settings.RECONNECT_MAX_S)
+        topics: list[str] = self.handler_map.topics()
+        while not self._stop.is_set():
+            consumer = None
+            try:
+                consumer, topics = self._open()
+                self._reading = topics
+                logger.info("reliable stream reading %s as group %s", ",".join(topics), self.group_id)
+                done = self._consume(consumer, ingestor, backoff, max_messages, idle_timeout)
+                if done:
+                    break
+            except _RECOVERABLE as exc:
+                self._backoff(backoff, topics, exc)
+            except Exception as exc:
+                # anything else is a bug or an unforeseen failure: readstreams runs each stream in a
+                # thread, and a dead thread would stop ingest without a word. Log it with its
+                # traceback, record it, back off and read again from the committed offsets.
+                logger.exception("unexpected error in the stream; reopening it after a backoff")
+                self._backoff(backoff, topics, exc)
+            finally:
+                if consumer is not None:
+                    try:
+                        consumer.close()
+                    except Exception:  # noqa: BLE001 - closing a consumer of a dead broker may fail too
+                        logger.debug("closing the consumer failed", exc_info=True)
+                close_old_connections()
+        return dict(self.stats)
+
+    def _backoff(self, backoff: Backoff, topics: list[str], exc: BaseException) -> None:
+        delay = backoff.next()
+        message = f"{type(exc).__name__}: {exc}"
+        logger.warning("stream unavailable (attempt %d): %s; retrying in %.1f s", backoff.attempt, message, delay)
+        record_stream_error(topics, message)
+        self._stop.wait(delay)
+
+    def _consume(
+        self, consumer: Any, ingestor: Ingestor, backoff: Backoff, max_messages: int | None, idle_timeout: float | None
+    ) -> bool:
+        # hop reads one message at a time; to batch database work we take the batches that
+        # adc's confluent consumer fetches anyway (hop.Consumer -> adc Consumer -> confluent).
+        # A prefetch thread fetches and decodes the next batch while this one is in the database
+        # (the database waits release the GIL): fetch + decode overlap the transaction.
+        kafka = consumer._consumer._consumer
+        prefetch = _Prefetcher(kafka, broker_settings.BATCH_SIZE, broker_settings.BATCH_TIMEOUT_S, self.ignore_test)
+        prefetch.start()
+        try:
+            last_message = last_check = time.monotonic()
+            while not self._stop.is_set():
+                if self._broker_error:
+                    raise BrokerLost(self._broker_error)
+                if (self._missing_topics or self.handler_map.has_wildcards()) and (
+                    time.monotonic() - last_check > self.TOPIC_RECHECK_S
+                ):
+                    last_check = time.monotonic()
+                    if self._topics_appeared():
+                        logger.info("new topics to read: reopening the stream")
+                        return False
+                batch = prefetch.next_batch()
+                if batch is None:
+                    if idle_timeout is not None and time.monotonic() - last_message > idle_timeout:
+                        return True
+                    continue
+                messages, envelopes = batch
+                last_message = time.monotonic()
+                if self.first_batch_at is None:
+                    self.first_batch_at = (last_message, time.process_time())
+                results = ingestor.ingest(envelopes) if envelopes else []
+                self._commit(consumer, messages)
+                backoff.reset()
+                self._count(results)
+                if max_messages is not None and sum(self.stats.values()) >= max_messages:
+                    return True
+            return True
+        finally:
+            prefetch.halt()
+
+    @staticmethod
+    def _commit(consumer: Any, messages: list[Any]) -> None:
+        """Commit, synchronously, the offset after the last message of each partition."""
+        last: dict[tuple[str, int], Any] = {}
+        for message in messages:
+            if message.error() is None:
+                last[(message.topic(), message.partition())] = message
+        offsets = [TopicPartition(t, p, m.offset() + 1) for (t, p), m in last.items()]
+        if offsets:
+            consumer._consumer._consumer.commit(offsets=offsets, asynchronous=False)
+
+    def _count(self, results: list[IngestResult]) -> None:
+        for result in results:
+            self.stats[result.outcome.value] += 1
+            if result.outcome is Outcome.QUARANTINED:
+                logger.warning("alert %s quarantined: %s", result.envelope.key, result.reason)
+
+
+class _Prefetcher(threading.Thread):
+    """Fetch batches from Kafka and decode them, one or two batches ahead of the database."""
+
+    def __init__(self, kafka: Any, batch_size: int, batch_timeout: float, ignore_test: bool) -> None:
+        super().__init__(name="tom-mma-prefetch", daemon=True)
+        self.kafka = kafka
+        self.batch_size = batch_size
+        self.batch_timeout = batch_timeout
+        self.ignore_test = ignore_test
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                item: Any = self._fetch()
+            except Exception as exc:  # handed to the consuming thread, which decides
+                item = exc
+            while not self._halt.is_set():
+                try:
+                    self.queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, Exception):
+                return
+
+    def _fetch(self) -> tuple[list, list[Envelope]] | None:
+        messages = self.kafka.consume(self.batch_size, self.batch_timeout)
+        if not messages:
+            return None
+        envelopes = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(error)
+            if self.ignore_test and header_value(message.headers(), "_test") is not None:
+                continue
+            envelope = Envelope.from_kafka(message)
+            envelope.predecode()
+            envelopes.append(envelope)
+        return messages, envelopes
+
+    def next_batch(self) -> tuple[list, list[Envelope]] | None:
+        """The next batch, None when Kafka had nothing; re-raises what the fetch raised."""
+        try:
+            item = self.queue.get(timeout=max(self.batch_timeout * 2, 0.2))
+        except queue.Empty:
+            return None
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def halt(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
