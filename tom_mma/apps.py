@@ -1,0 +1,37 @@
+"""Django app config of ``tom_mma``."""
+
+from django.apps import AppConfig
+
+
+class TomMmaConfig(AppConfig):
+    """The TOM side of tom-mma."""
+
+    name = "tom_mma"
+    verbose_name = "TOM MMA"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)
+        from .gw import receivers
+
+        receivers.connect()  # new Targets are ranked against active GW events
+
+    def include_url_paths(self) -> list:
+        """tomtoolkit integration: the GW event pages under ``/gw/``."""
+        from django.urls import include, path
+
+        return [path("gw/", include("tom_mma.gw.urls"))]
+
+    def nav_items(self) -> list[dict]:
+        """tomtoolkit integration: a navbar link to the GW events."""
+        return [{"partial": "tom_mma/gw/partials/navbar_link.html"}]
+
+    def target_detail_tabs(self) -> list[dict]:
+        """tomtoolkit integration: the kilonova score history on the target page."""
+        return [
+            {
+                "partial": "tom_mma/derived/score_history_tab.html",
+                "context": "tom_mma.derived.score_history_context",
+                "label": "Kilonova score",
+            }
+        ]

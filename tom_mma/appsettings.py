@@ -1,0 +1,68 @@
+"""Lazy, namespaced app settings shared by ``tom_mma`` and ``tom_mma_broker``.
+
+Each app reads its settings through one object over one dict in the TOM's settings
+(``TOM_MMA``, ``TOM_MMA_BROKER``), with defaults. Nothing is read at import time: every
+attribute access looks the value up again, so ``override_settings`` works in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+__all__ = ["AppSettings"]
+
+
+class AppSettings:
+    """Read ``settings.<name>[KEY]`` with a fallback to ``defaults[KEY]``.
+
+    Parameters
+    ----------
+    name : str
+        The name of the dict in the Django settings, e.g. ``"TOM_MMA"``.
+    defaults : Mapping
+        Every key this app knows, with its default value.
+    import_strings : tuple of str
+        Keys whose values are dotted paths; they are imported on access.
+
+    Examples
+    --------
+    >>> s = AppSettings("TOM_MMA_DOCTEST", {"FLOOR": 0.5})
+    >>> s.FLOOR
+    0.5
+    """
+
+    def __init__(self, name: str, defaults: Mapping[str, Any], import_strings: tuple[str, ...] = ()):
+        self._name = name
+        self._defaults = dict(defaults)
+        self._import_strings = frozenset(import_strings)
+
+    @property
+    def user_settings(self) -> Mapping[str, Any]:
+        """The dict the TOM set, or an empty one."""
+        value = getattr(settings, self._name, None) or {}
+        if not isinstance(value, Mapping):
+            raise ImproperlyConfigured(f"settings.{self._name} must be a dict, not {type(value).__name__}")
+        return value
+
+    def unknown_keys(self) -> list[str]:
+        """Keys the TOM set that this app does not know (a likely typo)."""
+        return sorted(set(self.user_settings) - set(self._defaults))
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_") or key not in self._defaults:
+            raise AttributeError(f"{self._name} has no setting {key!r}")
+        value = self.user_settings.get(key, self._defaults[key])
+        if key in self._import_strings and isinstance(value, str):
+            value = import_string(value)
+        return value
+
+    def raw(self, key: str) -> Any:
+        """The setting's value without importing dotted paths."""
+        if key not in self._defaults:
+            raise AttributeError(f"{self._name} has no setting {key!r}")
+        return self.user_settings.get(key, self._defaults[key])

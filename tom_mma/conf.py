@@ -1,0 +1,29 @@
+"""Settings of ``tom_mma``: one dict, ``settings.TOM_MMA``, with these defaults.
+
+Every key is listed in ``docs/settings.md`` with its default and the check that guards it.
+"""
+
+from __future__ import annotations
+
+from tom_mma.appsettings import AppSettings
+
+__all__ = ["DEFAULTS", "mma_settings"]
+
+DEFAULTS: dict = {
+    # Cone (arcsec) within which an incoming candidate is merged with an existing Target.
+    "MERGE_RADIUS_ARCSEC": 2.0,
+    # Gravitational-wave events: which kinds a TOM takes (real S..., mock M..., test T...).
+    "ACCEPT_MOCK_EVENTS": False,
+    "ACCEPT_TEST_EVENTS": False,
+    # Groups that get view and change permissions on Targets created from alerts.
+    "TARGET_GROUPS": ["Public"],
+    # Observation rules (dotted paths of tom_mma.rules.ObservationRule subclasses) and their defaults.
+    "OBSERVATION_RULES": ["tom_mma.rules.KilonovaScoreRule"],
+    "OBSERVATION_SCORE_THRESHOLD": 0.5,
+    "OBSERVATION_CREDIBLE_LEVEL": 0.9,
+    "OBSERVATION_FACILITY": "Simulated",
+    "OBSERVATION_TYPE": None,
+    "OBSERVATION_PARAMETERS": {},
+}
+
+mma_settings = AppSettings("TOM_MMA", DEFAULTS)

@@ -1,0 +1,1 @@
+"""Observation facilities shipped with tom_mma (``TOM_FACILITY_CLASSES`` entries)."""

@@ -1,0 +1,39 @@
+"""Signal receivers of the GW layer: rank a Target against the active events when it is saved.
+
+Connected by :func:`connect`, which ``TomMmaConfig.ready()`` calls (idempotent: ``dispatch_uid``). The receiver
+does no work in the caller's transaction: it queues :func:`tom_mma.gw.tasks.rank_targets_task` on commit.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models.signals import post_save
+
+__all__ = ["connect", "target_saved"]
+
+_UID = "tom_mma.gw.receivers.target_saved"
+
+
+def target_saved(sender, instance, created: bool = False, update_fields=None, **kwargs) -> None:
+    """Queue ranking of a saved Target (with a position) against every active event, after commit."""
+    from tom_targets.base_models import BaseTarget
+
+    if not isinstance(instance, BaseTarget) or instance.ra is None or instance.dec is None:
+        return
+    if not created and update_fields is not None and not {"ra", "dec"} & set(update_fields):
+        return  # saved without touching its position: its ranks still hold
+    pk = instance.pk
+
+    def _queue() -> None:
+        from .tasks import rank_targets_task
+
+        rank_targets_task.delay([pk])
+
+    transaction.on_commit(_queue, robust=True)
+
+
+def connect() -> None:
+    """Connect the receivers (call from ``AppConfig.ready()``; calling it again does nothing)."""
+    from tom_targets.models import Target  # the TOM's target model (settings.TARGET_MODEL_CLASS)
+
+    post_save.connect(target_saved, sender=Target, dispatch_uid=_UID)

@@ -1,0 +1,385 @@
+"""Observation rules: when a derived alert should make the TOM request an observation.
+
+A rule is a subclass of :class:`ObservationRule` named by dotted path in ``TOM_MMA['OBSERVATION_RULES']``
+(default: :class:`KilonovaScoreRule`). For each classification the TOM ingests, every rule is
+evaluated; when one holds, a :class:`~tom_mma.models.ObservationTrigger` row is claimed for
+(Target, rule) inside the ingest transaction. The table's unique constraint makes that claim succeed
+once per candidate and rule, ever: a replayed stream or a later alert of the same candidate claims
+nothing. After the ingest commits, :func:`submit_trigger` sends the request through the TOM's own
+facility interface (``TOM_FACILITY_CLASSES``) and records the ``ObservationRecord``.
+
+The default rule holds when the kilonova score is at least ``TOM_MMA['OBSERVATION_SCORE_THRESHOLD']``
+(default 0.5) and, when the alert names a GW event, the candidate lies inside the event's
+``TOM_MMA['OBSERVATION_CREDIBLE_LEVEL']`` (default 0.9) credible region. Until the sky map of the event
+is known (``tom_mma.gw.events.credible_level`` missing or returning ``None``), the region is recorded as
+unknown and the score alone decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, ClassVar
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, transaction
+from django.utils.module_loading import import_string
+from tom_observations.facility import get_service_class
+from tom_observations.models import ObservationRecord
+
+from tom_mma.conf import mma_settings
+from tom_mma.models import ObservationTrigger
+from tom_mma.schemas.derived_alert import DerivedAlert
+from tom_mma.targets import assign_observation_permissions
+
+__all__ = [
+    "RuleDecision",
+    "ObservationRule",
+    "KilonovaScoreRule",
+    "FacilityRejected",
+    "load_rules",
+    "get_rule",
+    "evaluate_rules",
+    "submit_trigger",
+    "retry_trigger",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Defaults of the keys this module reads until ``tom_mma.conf.DEFAULTS`` lists them.
+_DEFAULTS: dict[str, Any] = {
+    "OBSERVATION_RULES": ["tom_mma.rules.KilonovaScoreRule"],
+    "OBSERVATION_SCORE_THRESHOLD": 0.5,
+    "OBSERVATION_CREDIBLE_LEVEL": 0.9,
+    "OBSERVATION_FACILITY": "Simulated",
+    "OBSERVATION_TYPE": None,
+    "OBSERVATION_PARAMETERS": {},
+}
+
+
+def setting(key: str) -> Any:
+    """A ``TOM_MMA`` key this module reads, with its default."""
+    try:
+        return getattr(mma_settings, key)
+    except AttributeError:  # not yet in tom_mma.conf.DEFAULTS
+        return mma_settings.user_settings.get(key, _DEFAULTS[key])
+
+
+class FacilityRejected(Exception):
+    """The facility's form or validation rejected the request; the message says why."""
+
+
+@dataclass(frozen=True)
+class RuleDecision:
+    """What a rule concluded about one alert.
+
+    Parameters
+    ----------
+    holds : bool
+        True if the rule wants an observation.
+    reason : str
+        Why (kept on the trigger and logged).
+    details : mapping
+        What the rule saw, e.g. ``{"score": 0.8, "threshold": 0.5, "region": "inside"}``.
+    """
+
+    holds: bool
+    reason: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ObservationRule:
+    """Base class of observation rules (``TOM_MMA['OBSERVATION_RULES']``).
+
+    Subclasses set :attr:`name` and implement :meth:`evaluate`; they may override
+    :meth:`facility_name`, :meth:`observation_type` and :meth:`observation_parameters` to send a
+    different request. The request goes through the facility's own form and validation, as a request
+    made in the TOM's pages would.
+    """
+
+    #: Stable identifier, stored with each trigger (renaming it re-arms the rule for every Target).
+    name: ClassVar[str] = ""
+
+    def evaluate(self, alert: DerivedAlert, target: Any) -> RuleDecision:
+        """Decide whether ``alert`` (merged into ``target``) warrants an observation."""
+        raise NotImplementedError
+
+    def facility_name(self) -> str:
+        """The facility's name, as in ``TOM_FACILITY_CLASSES`` (``TOM_MMA['OBSERVATION_FACILITY']``)."""
+        return setting("OBSERVATION_FACILITY")
+
+    def observation_type(self, facility: Any) -> str:
+        """The facility's observation type (``TOM_MMA['OBSERVATION_TYPE']``, else its first form)."""
+        configured = setting("OBSERVATION_TYPE")
+        if configured:
+            return configured
+        return next(iter(facility.get_form_classes_for_display()))
+
+    def observation_parameters(self, target: Any, trigger: ObservationTrigger) -> dict[str, Any]:
+        """Form data for the request, besides ``facility``, ``target_id`` and ``observation_type``.
+
+        Default: a ``name`` naming the rule and the Target, then ``TOM_MMA['OBSERVATION_PARAMETERS']``.
+        Fields not given take the initial value of the facility form's field.
+        """
+        parameters = {"name": f"tom-mma {self.name}: {target.name}"}
+        parameters.update(setting("OBSERVATION_PARAMETERS") or {})
+        return parameters
+
+    def request_observation(self, trigger: ObservationTrigger) -> list[ObservationRecord]:
+        """Submit the request for ``trigger`` through the facility interface; create its records.
+
+        Raises
+        ------
+        FacilityRejected
+            If the facility's form or ``validate_observation`` rejects the request.
+        """
+        target = trigger.target
+        facility = get_service_class(self.facility_name())()
+        observation_type = self.observation_type(facility)
+        form_class = facility.get_form_classes_for_display()[observation_type]
+        # the form's own defaults, then the rule's parameters (a bound form ignores field initials)
+        defaults = {
+            key: form_field.initial
+            for key, form_field in form_class.base_fields.items()
+            if form_field.initial is not None and not callable(form_field.initial)
+        }
+        data = {
+            **defaults,
+            **self.observation_parameters(target, trigger),
+            "facility": facility.name,
+            "target_id": target.pk,
+            "observation_type": observation_type,
+        }
+        form = form_class(data=data, facility=facility)
+        if not form.is_valid():
+            raise FacilityRejected(f"the {facility.name} form rejected the request: {form.errors.as_json()}")
+        payload = form.observation_payload()
+        errors = _validation_errors(facility.validate_observation(payload))
+        if errors:
+            raise FacilityRejected(f"{facility.name} rejected the request: {errors}")
+        observation_ids = facility.submit_observation(payload)
+        records = []
+        for observation_id in observation_ids:
+            record = ObservationRecord.objects.create(
+                target=target,
+                user=None,
+                facility=facility.name,
+                parameters=form.serialize_parameters(),
+                observation_id=observation_id,
+            )
+            assign_observation_permissions(record)
+            records.append(record)
+        return records
+
+
+def _validation_errors(result: Any) -> Any:
+    """The errors in what ``validate_observation`` returned (facilities differ: a dict, a list...)."""
+    if isinstance(result, Mapping):
+        return result.get("errors") or None
+    if isinstance(result, list | tuple):
+        return list(result) or None
+    return None  # True / None: nothing to report
+
+
+class KilonovaScoreRule(ObservationRule):
+    """Score at least the threshold, and inside the GW event's credible region when that is known."""
+
+    name = "kilonova-score"
+
+    def credible_level(self, superevent_id: str, ra: float, dec: float) -> float | None:
+        """The smallest credible level of the event's sky map whose region contains (ra, dec).
+
+        ``None`` while unknown: no GW layer installed (``tom_mma.gw.events``), or no sky map yet.
+        """
+        try:
+            from tom_mma.gw.events import credible_level
+        except ImportError:
+            return None
+        level = credible_level(superevent_id, ra, dec)
+        return None if level is None else float(level)
+
+    def evaluate(self, alert: DerivedAlert, target: Any) -> RuleDecision:
+        threshold = float(setting("OBSERVATION_SCORE_THRESHOLD"))
+        score = alert.kilonova_score
+        details: dict[str, Any] = {"score": score, "threshold": threshold, "gw_event": alert.gw_event}
+        if score < threshold:
+            return RuleDecision(False, f"score {score:.3f} below threshold {threshold:.3f}", details)
+        if not alert.gw_event:
+            details["region"] = "no event"
+            return RuleDecision(True, f"score {score:.3f} >= {threshold:.3f}; no GW event named", details)
+        level_limit = float(setting("OBSERVATION_CREDIBLE_LEVEL"))
+        level = self.credible_level(alert.gw_event, alert.candidate.ra, alert.candidate.dec)
+        details["credible_level_limit"] = level_limit
+        if level is None:
+            details["region"] = "unknown"
+            return RuleDecision(
+                True,
+                f"score {score:.3f} >= {threshold:.3f}; sky map of {alert.gw_event} unknown, score alone decides",
+                details,
+            )
+        details["credible_level"] = level
+        if level <= level_limit:
+            details["region"] = "inside"
+            return RuleDecision(
+                True,
+                f"score {score:.3f} >= {threshold:.3f}; "
+                f"inside the {level_limit:.0%} region of {alert.gw_event} (level {level:.3f})",
+                details,
+            )
+        details["region"] = "outside"
+        return RuleDecision(
+            False, f"outside the {level_limit:.0%} region of {alert.gw_event} (level {level:.3f})", details
+        )
+
+
+def _link_to_event(superevent_id: str, record: ObservationRecord) -> None:
+    """Let the GW layer link the request to its event (``tom_mma.gw.events.link_observation``), if present."""
+    try:
+        from tom_mma.gw.events import link_observation
+        from tom_mma.models import GWEvent
+    except ImportError:
+        return
+    event = GWEvent.objects.filter(superevent_id=superevent_id).first()
+    if event is None:
+        logger.info("observation %s: GW event %s unknown to this TOM; not linked", record.observation_id, superevent_id)
+        return
+    link_observation(event, record)
+
+
+def load_rules() -> list[ObservationRule]:
+    """Instances of the rules in ``TOM_MMA['OBSERVATION_RULES']``.
+
+    Raises
+    ------
+    ImproperlyConfigured
+        If a path does not import, is not an ``ObservationRule`` subclass, or two rules share a name.
+    """
+    rules: list[ObservationRule] = []
+    for path in setting("OBSERVATION_RULES") or ():
+        try:
+            cls = import_string(path)
+        except ImportError as exc:
+            raise ImproperlyConfigured(f"TOM_MMA['OBSERVATION_RULES']: cannot import {path!r}: {exc}")
+        if not (isinstance(cls, type) and issubclass(cls, ObservationRule)):
+            raise ImproperlyConfigured(
+                f"TOM_MMA['OBSERVATION_RULES']: {path!r} is not a subclass of tom_mma.rules.ObservationRule"
+            )
+        if not cls.name:
+            raise ImproperlyConfigured(f"TOM_MMA['OBSERVATION_RULES']: {path!r} has no name")
+        if any(rule.name == cls.name for rule in rules):
+            raise ImproperlyConfigured(f"TOM_MMA['OBSERVATION_RULES']: two rules are named {cls.name!r}")
+        rules.append(cls())
+    return rules
+
+
+def get_rule(name: str) -> ObservationRule:
+    """The configured rule called ``name``; ``LookupError`` if none is."""
+    for rule in load_rules():
+        if rule.name == name:
+            return rule
+    raise LookupError(f"no rule named {name!r} in TOM_MMA['OBSERVATION_RULES']")
+
+
+def evaluate_rules(alert: DerivedAlert, record: Any, target: Any) -> list[ObservationTrigger]:
+    """Evaluate every rule for an ingested classification; claim a trigger for each that holds.
+
+    Must run inside the ingest transaction: the submission of each newly claimed trigger is scheduled
+    for after the commit (``transaction.on_commit``), so that no facility is called for an ingest that
+    rolls back, and no network call holds the transaction open.
+
+    Returns
+    -------
+    list of ObservationTrigger
+        The triggers claimed now (an empty list on a replay, or when the rule fired before).
+    """
+    claimed = []
+    for rule in load_rules():
+        decision = rule.evaluate(alert, target)
+        if not decision.holds:
+            logger.info("alert %s: rule %s does not hold: %s", alert.alert_id, rule.name, decision.reason)
+            continue
+        try:
+            with transaction.atomic():
+                trigger = ObservationTrigger.objects.create(
+                    target=target,
+                    rule=rule.name,
+                    alert=record,
+                    facility=rule.facility_name(),
+                    reason=decision.reason,
+                    details=dict(decision.details),
+                )
+        except IntegrityError:
+            logger.info(
+                "alert %s: rule %s holds (%s) but already requested an observation of target %s",
+                alert.alert_id,
+                rule.name,
+                decision.reason,
+                target.pk,
+            )
+            continue
+        logger.info(
+            "alert %s: rule %s holds (%s); observation of target %s requested (trigger %s)",
+            alert.alert_id,
+            rule.name,
+            decision.reason,
+            target.pk,
+            trigger.pk,
+        )
+        transaction.on_commit(partial(submit_trigger, trigger.pk), robust=True)
+        claimed.append(trigger)
+    return claimed
+
+
+def submit_trigger(trigger_id: int) -> ObservationTrigger:
+    """Send the request of a pending trigger to its facility and record the outcome.
+
+    Idempotent: only a ``pending`` trigger is submitted (it is moved to ``submitting`` first by a
+    conditional update, so two workers cannot both submit it). The outcome is ``submitted`` with the
+    ``ObservationRecord`` rows, or ``failed`` with the error; a failed trigger is not retried
+    automatically (see :func:`retry_trigger`).
+    """
+    taken = ObservationTrigger.objects.filter(pk=trigger_id, status=ObservationTrigger.Status.PENDING).update(
+        status=ObservationTrigger.Status.SUBMITTING
+    )
+    trigger = ObservationTrigger.objects.select_related("target", "alert").get(pk=trigger_id)
+    if not taken:
+        return trigger
+    try:
+        rule = get_rule(trigger.rule)
+        records = rule.request_observation(trigger)
+    except Exception as exc:
+        # Any facility can fail in its own way (HTTP errors, ImproperlyConfigured, a missing facility...).
+        # The ingest is committed and correct; raising here would only make the stream redeliver a good
+        # message. The failure is recorded on the trigger (visible in the admin, retryable) and logged.
+        ObservationTrigger.objects.filter(pk=trigger_id).update(
+            status=ObservationTrigger.Status.FAILED, error=f"{type(exc).__name__}: {exc}"
+        )
+        logger.exception("trigger %s (rule %s, target %s): request failed", trigger_id, trigger.rule, trigger.target_id)
+        trigger.refresh_from_db()
+        return trigger
+    trigger.observation_records.add(*records)
+    ObservationTrigger.objects.filter(pk=trigger_id).update(status=ObservationTrigger.Status.SUBMITTED, error="")
+    trigger.refresh_from_db()
+    logger.info(
+        "trigger %s (rule %s, target %s): submitted to %s as %s",
+        trigger_id,
+        trigger.rule,
+        trigger.target_id,
+        trigger.facility,
+        [r.observation_id for r in records],
+    )
+    gw_event = trigger.alert.gw_event if trigger.alert else ""
+    if gw_event:
+        for record in records:
+            _link_to_event(gw_event, record)
+    return trigger
+
+
+def retry_trigger(trigger_id: int) -> ObservationTrigger:
+    """Submit a ``failed`` trigger again (an operator's decision, e.g. after fixing the facility)."""
+    ObservationTrigger.objects.filter(pk=trigger_id, status=ObservationTrigger.Status.FAILED).update(
+        status=ObservationTrigger.Status.PENDING
+    )
+    return submit_trigger(trigger_id)

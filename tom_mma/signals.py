@@ -1,0 +1,31 @@
+"""Documented signals of ``tom_mma``.
+
+Other apps (``tom_mma_broker`` among them) connect to these instead of importing ``tom_mma`` internals. Every
+signal is sent after the database transaction that caused it has committed (``transaction.on_commit``), so a
+receiver sees the stored rows and a rolled-back ingest sends nothing.
+
+Signals
+-------
+gw_notice_received
+    A new LVK notice was stored (a redelivered one is not sent again).
+    ``sender``: :class:`tom_mma.models.EventNotice`; keyword arguments: ``notice`` (the stored
+    ``EventNotice``), ``event`` (its :class:`tom_mma.models.GWEvent`).
+gw_skymap_updated
+    An event's current GW sky map changed (a new version arrived, in notice order); its candidates are
+    re-ranked. ``sender``: :class:`tom_mma.models.GWEvent`; keyword arguments: ``event``, ``skymap`` (the
+    :class:`tom_mma.models.EventSkyMap`).
+gw_event_retracted
+    An event became retracted. Its candidates are already marked retracted and the cancellation of its
+    pending observation requests has been queued. A derived alert that cited the event should be followed by
+    a retraction message (the broker's job). ``sender``: :class:`tom_mma.models.GWEvent`; keyword arguments:
+    ``event``, ``notice`` (the retraction ``EventNotice``), ``never_live`` (True when the event was never
+    seen before its retraction).
+"""
+
+from django.dispatch import Signal
+
+__all__ = ["gw_event_retracted", "gw_notice_received", "gw_skymap_updated"]
+
+gw_notice_received = Signal()
+gw_skymap_updated = Signal()
+gw_event_retracted = Signal()
