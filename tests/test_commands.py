@@ -1,0 +1,117 @@
+"""Management commands: replayalerts (same path as the stream) and kafkabroker."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from tests.conftest import stream_config
+from tests.testapp.models import HandledMessage
+from tom_mma_broker.models import ArchivedAlert, QuarantinedAlert
+from tom_mma_broker.streams import ReliableHopskotchAlertStream
+
+DATA = Path(__file__).parent / "data"
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def alert_folder(tmp_path) -> Path:
+    folder = tmp_path / "alerts"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"a{i}.json").write_text(json.dumps({"seq": i}))
+    (folder / "poison.json").write_text(json.dumps({"seq": 9, "poison": True}))
+    (folder / "broken.json").write_text('{"seq": ')
+    (folder / "ztf.avro").write_bytes((DATA / "ztf" / "472263571115115000.avro").read_bytes())
+    (folder / "notes.md").write_text("not an alert")
+    return folder
+
+
+@pytest.mark.django_db
+def test_replayalerts_runs_the_configured_handler_and_dedups(alert_folder):
+    with override_settings(ALERT_STREAMS=[stream_config("replay.topic")]):
+        out = run("replayalerts", str(alert_folder), "--topic", "replay.topic")
+        lines = out.splitlines()
+        assert len(lines) == 7  # 6 alert files (notes.md is not one) and a summary
+        assert sum(line.startswith("handled") for line in lines) == 3
+        quarantined = [line for line in lines if line.startswith("quarantined")]
+        assert any("broken.json: decode: DecodeError: invalid JSON" in q for q in quarantined)
+        assert any("poison.json: handle: ValueError: poison message 9" in q for q in quarantined)
+        # the Avro file has no 'seq': the handler raises KeyError, so it is quarantined too
+        assert any("ztf.avro: handle: KeyError" in q for q in quarantined)
+        assert lines[-1] == "6 messages: 3 handled, 0 archived, 0 duplicate, 3 quarantined"
+
+        again = run("replayalerts", str(alert_folder), "--topic", "replay.topic")
+        assert again.splitlines()[-1] == "6 messages: 0 handled, 0 archived, 6 duplicate, 0 quarantined"
+    assert HandledMessage.objects.count() == 3
+    assert QuarantinedAlert.objects.count() == 3
+    assert ArchivedAlert.objects.count() == 6
+
+
+@pytest.mark.django_db
+def test_replayalerts_archives_only_for_a_topic_without_handler(alert_folder):
+    out = run("replayalerts", str(alert_folder / "ztf.avro"), "--topic", "nobody.listens")
+    assert out.splitlines()[0].startswith("archived")
+    assert ArchivedAlert.objects.get().content["objectId"] == "ZTF17aaajnnn"
+
+
+@pytest.mark.django_db
+def test_replayalerts_missing_path():
+    with pytest.raises(CommandError, match="no such file"):
+        run("replayalerts", "/nonexistent/alerts", "--topic", "x")
+
+
+@pytest.mark.kafka
+@pytest.mark.django_db(transaction=True)
+def test_replayalerts_publish_then_the_stream_handles_them(kafka_broker, topic, alert_folder):
+    out = run(
+        "replayalerts",
+        str(alert_folder / "a0.json"),
+        str(alert_folder / "a1.json"),
+        "--topic",
+        topic,
+        "--publish",
+        "--url",
+        kafka_broker.url,
+    )
+    assert out.splitlines()[-1] == f"2 messages published to {topic}"
+    stats = ReliableHopskotchAlertStream(**stream_config(topic)["OPTIONS"]).listen(max_messages=2, idle_timeout=10)
+    assert stats["handled"] == 2
+    assert sorted(HandledMessage.objects.values_list("seq", flat=True)) == [0, 1]
+    # hop's _id header became the archive key
+    assert all(key.startswith("id:") for key in ArchivedAlert.objects.values_list("key", flat=True))
+
+
+def test_kafkabroker_start_status_stop(tmp_path):
+    with override_settings(
+        TOM_MMA_BROKER={"EMBEDDED_STATE_DIR": str(tmp_path), "EMBEDDED_TOPICS": ["x.one"]},
+        ALERT_STREAMS=[stream_config("x.two")],
+    ):
+        assert "not running" in run("kafkabroker", "status")
+        started = run("kafkabroker", "start")
+        try:
+            assert "embedded Kafka broker running: kafka://127.0.0.1:" in started
+            assert "topics: x.one, x.two" in started
+            status = json.loads(run("kafkabroker", "status", "--json"))
+            assert status["running"] and status["host"] == "127.0.0.1"
+            # a second start reuses the running broker
+            assert f"pid {status['pid']}" in run("kafkabroker", "start")
+            from confluent_kafka.admin import AdminClient
+
+            topics = AdminClient({"bootstrap.servers": f"127.0.0.1:{status['port']}"}).list_topics(timeout=5).topics
+            assert {"x.one", "x.two"} <= set(topics)
+        finally:
+            assert "stopped" in run("kafkabroker", "stop")
+        assert "not running" in run("kafkabroker", "status")
+        with pytest.raises(CommandError, match="not running"):
+            run("kafkabroker", "topics")

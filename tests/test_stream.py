@@ -1,0 +1,219 @@
+"""The reliable stream against the real embedded broker (Tansu): at-least-once, idempotent, poison, lost broker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from tests import handlers
+from tests.conftest import child_env, publish_json, stream_config
+from tests.testapp.models import HandledMessage
+from tom_mma_broker.embedded import EmbeddedKafka, create_topics, free_port
+from tom_mma_broker.models import ArchivedAlert, QuarantinedAlert, TopicHealth
+from tom_mma_broker.streams import Backoff, ReliableHopskotchAlertStream
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.kafka, pytest.mark.django_db(transaction=True)]
+
+
+def make_stream(config: dict) -> ReliableHopskotchAlertStream:
+    return ReliableHopskotchAlertStream(**config["OPTIONS"])
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def test_poison_among_good_messages_is_quarantined_and_the_rest_handled(kafka_broker, topic):
+    handlers.CALLS.clear()
+    good = [{"seq": i, "text": "x" * 900} for i in range(40)]
+    publish_json(kafka_broker, topic, good[:20])
+    publish_json(
+        kafka_broker,
+        topic,
+        [{"seq": 1000, "poison": True}],
+        raw=[(b"\x00\x01not avro at all", "avro"), (b"{truncated json", "json")],
+    )
+    publish_json(kafka_broker, topic, good[20:])
+
+    stream = make_stream(stream_config(topic))
+    stats = stream.listen(max_messages=43, idle_timeout=15)
+
+    assert stats["handled"] == 40 and stats["quarantined"] == 3
+    assert sorted(HandledMessage.objects.values_list("seq", flat=True)) == list(range(40))
+    assert handlers.CALLS[1000] == 3  # bounded retries: MAX_HANDLER_ATTEMPTS
+    quarantined = {q.alert.offset: q for q in QuarantinedAlert.objects.select_related("alert")}
+    assert sorted(quarantined) == [20, 21, 22]
+    assert "poison message 1000" in quarantined[20].reason and quarantined[20].stage == "handle"
+    assert "not an Avro container file" in quarantined[21].reason and quarantined[21].stage == "decode"
+    assert bytes(quarantined[21].alert.payload) == b"\x00\x01not avro at all"
+    assert "invalid JSON" in quarantined[22].reason
+    assert all(q.alert.topic == topic for q in quarantined.values())
+    health = TopicHealth.objects.get(topic=topic)
+    assert (health.messages_handled, health.messages_quarantined) == (40, 3)
+
+
+class CrashBeforeOffsetCommit(ReliableHopskotchAlertStream):
+    """Dies after the database commit of its first batch, before committing the offsets."""
+
+    def _commit(self, consumer, messages):
+        raise KeyboardInterrupt("simulated crash between the DB commit and the offset commit")
+
+
+def test_redelivery_after_a_crash_runs_no_handler_twice(kafka_broker, topic):
+    publish_json(kafka_broker, topic, [{"seq": i} for i in range(30)])
+    config = stream_config(topic)
+    with pytest.raises(KeyboardInterrupt):
+        CrashBeforeOffsetCommit(**config["OPTIONS"]).listen(idle_timeout=10)
+    handled_before = HandledMessage.objects.count()
+    assert handled_before > 0
+
+    # the same group re-reads the uncommitted messages: they are duplicates now
+    stats = make_stream(config).listen(max_messages=30, idle_timeout=10)
+    assert stats["duplicate"] == handled_before
+    assert stats["handled"] == 30 - handled_before
+    assert HandledMessage.objects.count() == 30
+    assert sorted(HandledMessage.objects.values_list("seq", flat=True)) == list(range(30))
+    assert TopicHealth.objects.get(topic=topic).duplicates == handled_before
+
+
+def _start_readstreams(config: dict, batch_size: int) -> subprocess.Popen:
+    env = child_env(TOM_MMA_TEST_ALERT_STREAMS=json.dumps([config]), TOM_MMA_TEST_BATCH_SIZE=str(batch_size))
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "readstreams"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(kafka_broker, topic):
+    total = 3000
+    publish_json(kafka_broker, topic, [{"seq": i, "text": "x" * 900} for i in range(total)])
+    config = stream_config(topic)
+    kills = 0
+    for round_ in range(3):
+        proc = _start_readstreams(config, batch_size=50)
+        try:
+            target = total * (round_ + 1) // 4
+            reached = wait_for(lambda t=target: ArchivedAlert.objects.filter(topic=topic).count() >= t, 90)
+            assert reached, f"consumer made no progress: {proc.stderr.read1(4000) if proc.poll() is not None else ''}"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+    archived_after_kills = ArchivedAlert.objects.filter(topic=topic).count()
+    assert archived_after_kills < total, "the kills did not land mid-stream"
+
+    proc = _start_readstreams(config, batch_size=50)
+    try:
+        assert wait_for(lambda: ArchivedAlert.objects.filter(topic=topic).count() >= total, 120)
+        time.sleep(1.5)  # would a duplicate still arrive?
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    assert kills == 3
+    assert ArchivedAlert.objects.filter(topic=topic).count() == total  # 0 lost
+    seqs = list(HandledMessage.objects.values_list("seq", flat=True))
+    assert len(seqs) == total and set(seqs) == set(range(total))  # 0 duplicated, 0 lost
+
+
+@pytest.mark.slow
+def test_lost_broker_is_retried_with_backoff_and_the_stream_resumes(tmp_path, caplog, topic):
+    port = free_port()
+    broker = EmbeddedKafka(tmp_path / "own-broker")
+    info = broker.start(["lost.topic"], port=port)
+    try:
+        publish_json(info, "lost.topic", [{"seq": i} for i in range(5)])
+        stream = make_stream(stream_config("lost.topic", url=info.url))
+        caplog.set_level(logging.WARNING, logger="tom_mma_broker.streams")
+        thread = threading.Thread(target=stream.listen, daemon=True)
+        thread.start()
+        assert wait_for(lambda: HandledMessage.objects.count() == 5, 30)
+
+        broker.stop()
+        assert wait_for(lambda: sum("stream unavailable (attempt" in r.getMessage() for r in caplog.records) >= 3, 60)
+        attempts = [r.getMessage() for r in caplog.records if "stream unavailable (attempt" in r.getMessage()]
+        assert "attempt 1)" in attempts[0] and "attempt 2)" in attempts[1]
+        assert TopicHealth.objects.get(topic="lost.topic").last_error
+
+        # the broker comes back (empty: Tansu keeps memory only) on the same port
+        info = broker.start(["lost.topic"], port=port)
+        publish_json(info, "lost.topic", [{"seq": i} for i in range(100, 103)])
+        assert wait_for(lambda: HandledMessage.objects.count() == 8, 60)
+        stream.stop()
+        thread.join(15)
+        assert not thread.is_alive()
+    finally:
+        broker.stop()
+    assert sorted(HandledMessage.objects.values_list("seq", flat=True)) == [0, 1, 2, 3, 4, 100, 101, 102]
+
+
+def test_backoff_grows_with_jitter_and_is_capped():
+    import random
+
+    b = Backoff(base=1.0, cap=8.0, rng=random.Random(1))
+    ceilings = []
+    for _ in range(8):
+        ceilings.append(b.ceiling())
+        delay = b.next()
+        assert 0.1 <= delay <= ceilings[-1]
+    assert ceilings == [1, 2, 4, 8, 8, 8, 8, 8]
+    b.reset()
+    assert b.ceiling() == 1
+
+
+def test_stream_without_topics_or_with_bad_start_is_refused():
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured):
+        ReliableHopskotchAlertStream(URL="embedded", TOPIC_HANDLERS={})
+    with pytest.raises(ImproperlyConfigured):
+        ReliableHopskotchAlertStream(URL="embedded", TOPIC_HANDLERS={"a": None}, START_POSITION="MIDDLE")
+
+
+def test_stream_auth_options():
+    """SCRAM credentials become a hop Auth (SCiMMA's auth server cannot run here, so this stops at the
+    client-side object); no username, or AUTH False, means no authentication."""
+    from hop.auth import Auth
+
+    with override_settings():
+        plain = ReliableHopskotchAlertStream(URL="embedded", TOPIC_HANDLERS={"a": None})
+        assert plain.stream_auth() is False
+        scram = ReliableHopskotchAlertStream(
+            URL="kafka://kafka.scimma.org", USERNAME="u", PASSWORD="p", TOPIC_HANDLERS={"a": None}
+        )
+        auth = scram.stream_auth()
+        assert isinstance(auth, Auth) and auth.username == "u" and auth.mechanism == "SCRAM-SHA-512"
+        off = ReliableHopskotchAlertStream(
+            URL="kafka://x:9092", USERNAME="u", PASSWORD="p", AUTH=False, TOPIC_HANDLERS={"a": None}
+        )
+        assert off.stream_auth() is False
+
+
+def test_wildcard_topics_are_resolved_against_the_broker(kafka_broker):
+    create_topics(kafka_broker.bootstrap, ["wild.alpha", "wild.beta", "other.gamma"])
+    stream = ReliableHopskotchAlertStream(URL="embedded", TOPIC_HANDLERS={"wild.*": None, "fixed": None})
+    assert stream.topics(["wild.alpha", "wild.beta", "other.gamma", "__consumer_offsets"]) == [
+        "fixed",
+        "wild.alpha",
+        "wild.beta",
+    ]
