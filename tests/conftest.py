@@ -90,7 +90,8 @@ def child_env(**extra: str) -> dict:
     return env
 
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+# a Redis database of its own (TOM_MMA_TEST_REDIS_DB): the fixture empties it
+REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('TOM_MMA_TEST_REDIS_DB', '13')}"
 
 
 @pytest.fixture
