@@ -24,6 +24,13 @@ DEFAULTS: dict = {
     "OBSERVATION_FACILITY": "Simulated",
     "OBSERVATION_TYPE": None,
     "OBSERVATION_PARAMETERS": {},
+    # OIDC login (tom_mma.auth.OIDCBackend, docs/oidc.md). The claim a new user's username comes from
+    # (then the email's local part, then ``sub``), the groups a new user joins, whether a user is only
+    # matched on a verified email address, and the provider's name on the login page.
+    "OIDC_USERNAME_CLAIM": "preferred_username",
+    "OIDC_NEW_USER_GROUPS": ["Public"],
+    "OIDC_REQUIRE_VERIFIED_EMAIL": True,
+    "OIDC_PROVIDER_NAME": "single sign-on",
 }
 
 mma_settings = AppSettings("TOM_MMA", DEFAULTS)
