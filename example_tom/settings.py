@@ -103,7 +103,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
-AUTHENTICATION_BACKENDS = TOMTOOLKIT_AUTHENTICATION_BACKENDS + []
+AUTHENTICATION_BACKENDS = TOMTOOLKIT_AUTHENTICATION_BACKENDS + []  # + tom_mma.auth.OIDCBackend: see OIDC below
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -248,3 +248,24 @@ TOM_MMA_BROKER = {
     "RESULTS_TOPIC": "tom-mma.gw170817.derived",
     "EMBEDDED_TOPICS": ["tom-mma.gw170817.derived"],
 }
+
+# --- OIDC login (mozilla-django-oidc): on only when OIDC_RP_CLIENT_ID is set --------------------
+# docs/oidc.md. Everything comes from the environment, the client secret above all; checks
+# tom_mma.E060-E063 name what is missing. The login never grants staff or superuser rights.
+if os.environ.get("OIDC_RP_CLIENT_ID"):
+    OIDC_RP_CLIENT_ID = os.environ["OIDC_RP_CLIENT_ID"]
+    OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_RP_CLIENT_SECRET", "")
+    OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+    OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", "")
+    OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_OP_USER_ENDPOINT", "")
+    # None, not "": mozilla-django-oidc tells "not set" from a value by None
+    OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT") or None
+    # most providers (Keycloak, CILogon, Google) sign ID tokens with RS256; HS256 uses the client secret
+    OIDC_RP_SIGN_ALGO = os.environ.get("OIDC_RP_SIGN_ALGO", "RS256")
+    OIDC_RP_SCOPES = os.environ.get("OIDC_RP_SCOPES", "openid email profile")
+    # 0: only users who already have a TOM account (matched on their verified email) may log in
+    OIDC_CREATE_USER = os.environ.get("OIDC_CREATE_USER", "1") == "1"
+    OIDC_USE_PKCE = True
+    LOGIN_REDIRECT_URL_FAILURE = LOGIN_URL
+    AUTHENTICATION_BACKENDS = [*AUTHENTICATION_BACKENDS, "tom_mma.auth.OIDCBackend"]
+    TOM_MMA["OIDC_PROVIDER_NAME"] = os.environ.get("OIDC_PROVIDER_NAME", "single sign-on")

@@ -1,5 +1,6 @@
 """URLs of the example TOM."""
 
+from django.conf import settings
 from django.urls import include, path
 
 urlpatterns = [
@@ -7,3 +8,7 @@ urlpatterns = [
     path("alerts/", include("tom_alerts.urls", namespace="alerts")),
     path("", include("tom_common.urls")),
 ]
+
+if getattr(settings, "OIDC_RP_CLIENT_ID", ""):
+    # OIDC login (docs/oidc.md): /oidc/authenticate/ starts it, /oidc/callback/ is the redirect URI
+    urlpatterns.insert(0, path("oidc/", include("mozilla_django_oidc.urls")))
