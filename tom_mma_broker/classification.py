@@ -18,6 +18,7 @@ from tom_mma.schemas.derived_alert import DerivedAlert, utc_now_iso
 from tom_mma.schemas.derived_alert import PhotometryPoint as AlertPoint
 
 from .classifier import NoDetectionsError, Observation, load_model
+from .classifier.features import canonical_band
 from .conf import broker_settings
 from .models import Candidate, CandidatePoint, Classification, OutboxMessage
 
@@ -121,13 +122,19 @@ def _publish_soon() -> None:
 
 
 def unclassified_candidates() -> QuerySet:
-    """Candidates with a detection whose latest classification does not cover all their points.
+    """Candidates the classifier can score whose latest classification does not cover all their points.
 
-    (What the sweep re-enqueues: a classification task lost with its queue, or never enqueued.)
+    (What the sweep re-enqueues: a classification task lost with its queue, or never enqueued.) A candidate
+    counts only with a detection in a band the classifier uses (the classifier's own
+    :func:`~tom_mma_broker.classifier.features.canonical_band`): one with detections in other bands alone
+    would raise ``NoDetectionsError`` and be re-enqueued by every sweep, for ever.
     """
     n_points = (
         CandidatePoint.objects.filter(candidate=OuterRef("pk")).values("candidate").annotate(c=Count("id")).values("c")
     )
     covered = Classification.objects.filter(candidate=OuterRef("pk"), n_points=OuterRef("n"))
-    detected = CandidatePoint.objects.filter(candidate=OuterRef("pk"), upper_limit=False)
+    # the distinct band names of detections are few: map them with the classifier's function, filter in SQL
+    seen = CandidatePoint.objects.filter(upper_limit=False).values_list("band", flat=True).distinct()
+    bands = sorted({band for band in seen if canonical_band(band) is not None})
+    detected = CandidatePoint.objects.filter(candidate=OuterRef("pk"), upper_limit=False, band__in=bands)
     return Candidate.objects.annotate(n=Subquery(n_points)).filter(Exists(detected)).exclude(Exists(covered))
