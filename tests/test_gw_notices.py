@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
+from confluent_kafka import Message
 from hop.models import AvroBlob, Blob, JSONBlob
 
 from tom_mma.gw.notices import (
@@ -132,6 +133,33 @@ def test_derived_json_forms_of_the_others(notices):
         assert parsed.digest == notices[name].digest
     ext = parse_json(json_form(avro_record("ext-update")))
     assert ext.external_coinc.combined_skymap.sha256 == notices["ext-update"].external_coinc.combined_skymap.sha256
+
+
+def test_confluent_kafka_message_of_the_gcn_stream(notices):
+    # tom-alertstreams' GCNClassicAlertStream hands the handler the raw confluent_kafka.Message: the payload is
+    # .value() (bytes), there is no .content. confluent-kafka >= 2.x lets a Message be built directly: this is
+    # the real class, with the real JSON sample as its value (the path through a broker is in test_gw_stream).
+    text = (DATA / "MS181101ab-preliminary.json").read_bytes()
+    message = Message(topic="gcn.notices.igwn.gwalert", value=text)
+    parsed = notice_from_message(message, "json")
+    assert parsed == notices["preliminary"] and parsed.transport == "json"
+    assert notice_from_message(Message(topic="t", value=text.decode()), "json").digest == parsed.digest
+    # Avro container bytes as a Message value (a GCN-style stream of the Avro form)
+    raw = (DATA / "MS181101ab-update.avro").read_bytes()
+    assert notice_from_message(Message(topic="t", value=raw), "avro").digest == notices["update"].digest
+    with pytest.raises(NoticeError, match="empty Kafka message"):
+        notice_from_message(Message(topic="t", value=None), "json")
+    with pytest.raises(NoticeError, match="not a JSON document"):
+        notice_from_message(Message(topic="t", value=text[:1000]), "json")
+
+
+def test_notice_errors_are_permanent():
+    # the reliable stream quarantines an exception whose ``permanent`` is truthy at once, without retrying:
+    # a notice that fails to parse fails the same way every time
+    with pytest.raises(NoticeError) as info:
+        parse_json(b'{"alert_type": ')
+    assert info.value.permanent is True
+    assert NoticeError.permanent is True
 
 
 def _burst_fits(record) -> bytes:

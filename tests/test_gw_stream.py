@@ -12,6 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from tests.conftest import stream_config
+from tom_mma.handlers.lvk import gcn_igwn_gwalert_handler
 from tom_mma.models.gw import GWEvent
 from tom_mma_broker.embedded import create_topics
 from tom_mma_broker.kafka import hop_headers, open_producer
@@ -95,3 +96,36 @@ def test_sequence_through_replayalerts_twice_and_a_corrupt_map_quarantined(tmp_p
     call_command("replayalerts", str(folder), "--topic", "igwn.gwalert", stdout=again)
     assert again.getvalue().splitlines()[-1] == "6 messages: 0 handled, 0 archived, 6 duplicate, 0 quarantined"
     assert event_state() == first
+
+
+@pytest.mark.kafka
+@pytest.mark.django_db
+def test_gcn_kafka_messages_as_gcnclassicalertstream_hands_them(kafka_broker, settings):
+    """GCNClassicAlertStream calls ``handler(message)`` with the raw ``confluent_kafka.Message`` (no metadata).
+
+    Its ``gcn_kafka.Consumer`` needs GCN's OAuth server, so the same loop is run here with a plain
+    ``confluent_kafka.Consumer`` (the class gcn_kafka's subclasses) against the real local broker.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    settings.TOM_MMA = {"ACCEPT_MOCK_EVENTS": True}
+    topic = f"gcn.notices.igwn.gwalert.{uuid.uuid4().hex[:6]}"
+    create_topics(kafka_broker.bootstrap, [topic])
+    with open_producer(kafka_broker.url, topic) as producer:
+        for name in ["preliminary", "retraction"]:  # GCN sends bare JSON, without hop's headers
+            producer.write_raw((LVK / f"MS181101ab-{name}.json").read_bytes(), [], topic=topic)
+        producer.flush()
+    consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": f"g-{uuid.uuid4().hex[:8]}"})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    try:
+        messages = []
+        while len(messages) < 2:
+            batch = consumer.consume(num_messages=2, timeout=10)
+            assert batch, "no message from the broker"
+            messages += [m for m in batch if m.error() is None]
+    finally:
+        consumer.close()
+    assert not hasattr(messages[0], "content")
+    results = [gcn_igwn_gwalert_handler(message) for message in messages]  # as the stream calls it
+    assert [r.created for r in results] == [True, True]
+    assert event_state() == {"state": "retracted", "notices": ["PRELIMINARY", "RETRACTION"], "skymaps": 1}

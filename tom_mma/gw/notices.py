@@ -55,7 +55,16 @@ class NoticeError(ValueError):
     """A notice that cannot be taken: fails the schema, corrupt sky map, unknown alert type, ...
 
     The message is the reason shown when the notice is quarantined.
+
+    Attributes
+    ----------
+    permanent : bool
+        Always True: the fault is in the message itself, so handling it again cannot succeed. The reliable
+        stream quarantines an exception with a truthy ``permanent`` attribute at the first attempt instead of
+        retrying it.
     """
+
+    permanent = True
 
 
 class AlertType(enum.StrEnum):
@@ -419,14 +428,28 @@ def parse_json(content: Mapping[str, Any] | str | bytes) -> GWNotice:
     return _build(record, "json")
 
 
+def _payload(message: Any) -> Any:
+    """The payload of whatever a stream hands a handler: hop's ``.content``, confluent-kafka's ``.value()``."""
+    if hasattr(message, "content"):
+        return message.content
+    value = getattr(message, "value", None)
+    if callable(value):  # a confluent_kafka.Message (str and bytes have no ``value``; dict has ``values``)
+        payload = value()
+        if payload is None:
+            raise NoticeError("an empty Kafka message (no value)")
+        return payload
+    return message
+
+
 def notice_from_message(message: Any, transport: str) -> GWNotice:
     """Parse whatever a stream hands a topic handler into a notice.
 
     Parameters
     ----------
     message
-        A hop model (``AvroBlob``, ``JSONBlob``, ``Blob``), a decoded record (dict, or list of one dict), or
-        the raw bytes/str of the message.
+        A hop model (``AvroBlob``, ``JSONBlob``, ``Blob``: the payload is ``.content``), a raw
+        ``confluent_kafka.Message`` as tom-alertstreams' ``GCNClassicAlertStream`` hands it (the payload is
+        ``.value()``, bytes), a decoded record (dict, or list of one dict), or the raw bytes/str of the message.
     transport : {"avro", "json"}
         Which form the topic carries.
 
@@ -435,7 +458,7 @@ def notice_from_message(message: Any, transport: str) -> GWNotice:
     NoticeError
         With the reason the notice cannot be taken.
     """
-    content = getattr(message, "content", message)
+    content = _payload(message)
     if transport == "avro":
         if isinstance(content, bytes | bytearray):
             # an Avro container without hop's headers reaches the handler as a raw Blob
