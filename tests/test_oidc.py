@@ -305,6 +305,24 @@ def test_no_new_users_when_oidc_create_user_is_off(client, backends):
     assert not User.objects.filter(email__iexact="alice.smith@example.org").exists()
 
 
+# --- the login page -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_login_page_links_to_the_provider_when_oidc_is_on(client, backends):
+    backends.TOM_MMA = {"OIDC_PROVIDER_NAME": "SCiMMA"}
+    page = client.get("/accounts/login/", {"next": "/targets/"}).content.decode()
+    assert 'href="/oidc/authenticate/?next=%2Ftargets%2F"' in page and "Log in with SCiMMA" in page
+    assert 'name="password"' in page  # tomtoolkit's form is still there
+
+
+@pytest.mark.django_db
+def test_login_page_has_no_oidc_link_when_oidc_is_off(client, settings):
+    settings.AUTHENTICATION_BACKENDS = [b for b in settings.AUTHENTICATION_BACKENDS if b != BACKEND]
+    page = client.get("/accounts/login/").content.decode()
+    assert 'name="password"' in page and "oidc" not in page.lower()
+
+
 # --- checks ----------------------------------------------------------------------------------
 
 
