@@ -8,7 +8,9 @@ a rare re-send on ``_id`` (the reliable stream does).
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 
 from django.db import transaction
@@ -35,8 +37,39 @@ def pending_count() -> int:
     return OutboxMessage.objects.filter(sent_at__isnull=True).count()
 
 
+def _claim(limit: int) -> list[OutboxMessage]:
+    """Take up to ``limit`` queued messages, in order, in one short transaction.
+
+    A row is claimed by a conditional update of its ``attempts``: of two publishers that read the same
+    rows at once, only one claims each row. A publisher that starts after the claim may send a row again
+    before it is marked sent: at least once, which the idempotent producer and the consumers' dedup on
+    the alert id absorb.
+    """
+    with transaction.atomic():
+        # skip_locked: rows another publisher is claiming right now (PostgreSQL; SQLite serialises writers)
+        seen = list(
+            OutboxMessage.objects.select_for_update(skip_locked=True)
+            .filter(sent_at__isnull=True)
+            .order_by("id")
+            .values_list("pk", "attempts")[:limit]
+        )
+        claimed = [
+            pk
+            for pk, attempts in seen
+            if OutboxMessage.objects.filter(pk=pk, attempts=attempts, sent_at__isnull=True).update(
+                attempts=F("attempts") + 1
+            )
+        ]
+    return list(OutboxMessage.objects.filter(pk__in=claimed).order_by("id"))
+
+
 def publish_pending(limit: int = 500, timeout: float | None = None) -> int:
     """Send up to ``limit`` queued messages; return how many the broker acknowledged.
+
+    Three steps, none of which holds a database transaction while it waits on the broker: claim the rows
+    (a short transaction), send and flush them (no transaction: a broker outage of ``timeout`` seconds
+    locks nothing, not even SQLite), then mark the acknowledged ones sent and record the errors of the
+    others (a second short transaction).
 
     Raises
     ------
@@ -45,34 +78,28 @@ def publish_pending(limit: int = 500, timeout: float | None = None) -> int:
         stay queued for the next call.
     """
     timeout = broker_settings.PUBLISH_TIMEOUT_S if timeout is None else timeout
-    with transaction.atomic():
-        # lock the rows we send, so that two publishers do not send the same message at once
-        rows = list(
-            OutboxMessage.objects.select_for_update(skip_locked=True)
-            .filter(sent_at__isnull=True)
-            .order_by("id")[:limit]
-        )
-        if not rows:
-            return 0
-        acked: set[int] = set()
-        errors: dict[int, str] = {}
+    rows = _claim(limit)
+    if not rows:
+        return 0
+    acked: set[int] = set()
+    errors: dict[int, str] = {}
 
-        def on_delivery(pk: int):
-            def callback(error, message) -> None:
-                if error is None:
-                    acked.add(pk)
-                else:
-                    errors[pk] = str(error)
+    def on_delivery(pk: int):
+        def callback(error, message) -> None:
+            if error is None:
+                acked.add(pk)
+            else:
+                errors[pk] = str(error)
 
-            return callback
+        return callback
 
-        auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD)
+    auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD)
+    try:
         producer = open_producer(broker_settings.KAFKA_URL, auth=auth, timeout=timeout)
         try:
             for row in rows:
-                fmt = "json"
                 _, headers = hop_headers(
-                    fmt, message_id=row.alert_id, extra=[(SCHEMA_HEADER, b"tom-mma/derived-alert/v1")]
+                    "json", message_id=row.alert_id, extra=[(SCHEMA_HEADER, b"tom-mma/derived-alert/v1")]
                 )
                 producer.write_raw(bytes(row.payload), headers, topic=row.topic, key=str(row.alert_id),
                                    delivery_callback=on_delivery(row.pk))  # fmt: skip
@@ -82,18 +109,33 @@ def publish_pending(limit: int = 500, timeout: float | None = None) -> int:
                 producer.close()
             except Exception:  # noqa: BLE001 - closing after a failed flush may raise; the rows tell the truth
                 logger.debug("closing the producer failed", exc_info=True)
-        now = timezone.now()
-        OutboxMessage.objects.filter(pk__in=acked).update(sent_at=now, attempts=F("attempts") + 1)
+    finally:
+        # also when opening or writing raised: record what the broker acknowledged, and why the rest was not
         failed = [r.pk for r in rows if r.pk not in acked]
-        if failed:
+        with transaction.atomic():
+            OutboxMessage.objects.filter(pk__in=acked).update(sent_at=timezone.now(), last_error="")
             for pk in failed:
                 OutboxMessage.objects.filter(pk=pk).update(
-                    attempts=F("attempts") + 1, last_error=errors.get(pk, f"not acknowledged within {timeout} s")
+                    last_error=errors.get(pk, f"not acknowledged within {timeout} s")
                 )
     logger.info("outbox: %d derived alert(s) published, %d waiting", len(acked), len(failed))
     if failed:
         raise PublishIncomplete(f"{len(failed)} of {len(rows)} derived alerts not acknowledged; will retry")
     return len(acked)
+
+
+def _citing(superevent_id: str) -> Iterator[OutboxMessage]:
+    """The classification alerts whose payload named ``superevent_id`` as their GW event.
+
+    The event is read from the alert as it was sent, not from its candidate, whose ``gw_event`` may have
+    changed since. (The payload is stored as bytes, so the match is made here rather than by a JSON lookup
+    in SQL; retractions are rare and the outbox holds one row per classification above the floor.)
+    """
+    needle = superevent_id.encode()
+    for row in OutboxMessage.objects.filter(kind="classification").order_by("id").iterator(chunk_size=500):
+        payload = bytes(row.payload)
+        if needle in payload and json.loads(payload).get("gw_event") == superevent_id:
+            yield row
 
 
 def queue_retractions(superevent_id: str, reason: str) -> int:
@@ -107,10 +149,9 @@ def queue_retractions(superevent_id: str, reason: str) -> int:
 
     from tom_mma.schemas.derived_alert import DerivedAlert, utc_now_iso
 
-    cited = OutboxMessage.objects.filter(kind="classification", classification__candidate__gw_event=superevent_id)
     queued = 0
     with transaction.atomic():
-        for original in cited:
+        for original in list(_citing(superevent_id)):
             alert_id = uuid.uuid5(uuid.NAMESPACE_URL, f"tom-mma:retraction:{original.alert_id}")
             if OutboxMessage.objects.filter(alert_id=alert_id).exists():
                 continue
