@@ -298,6 +298,19 @@ def test_an_inactive_user_is_refused(client, backends):
 
 
 @pytest.mark.django_db
+def test_staff_may_be_kept_on_the_password_login(client, backends):
+    staff = User.objects.create_user("boss", email="alice.smith@example.org", is_staff=True)
+    response, *_ = _login(client, claims())
+    assert client.session["_auth_user_id"] == str(staff.pk)  # allowed by default
+    client.logout()
+    backends.TOM_MMA = {"OIDC_ALLOW_STAFF_LOGIN": False}
+    response, *_ = _login(client, claims())
+    assert response["Location"] == "/accounts/login/" and "_auth_user_id" not in client.session
+    staff.refresh_from_db()
+    assert staff.is_staff
+
+
+@pytest.mark.django_db
 def test_no_new_users_when_oidc_create_user_is_off(client, backends):
     backends.OIDC_CREATE_USER = False
     response, *_ = _login(client, claims())
@@ -378,6 +391,7 @@ def test_e062_urls_not_included(backends):
         {"OIDC_NEW_USER_GROUPS": "Public"},
         {"OIDC_NEW_USER_GROUPS": ["Public", 3]},
         {"OIDC_REQUIRE_VERIFIED_EMAIL": "no"},
+        {"OIDC_ALLOW_STAFF_LOGIN": 1},
         {"OIDC_PROVIDER_NAME": None},
     ],
 )

@@ -88,10 +88,20 @@ class OIDCBackend(OIDCAuthenticationBackend):
     """
 
     def authenticate(self, request, **kwargs) -> AbstractBaseUser | None:
-        """Run the authorization-code flow; refuse users who may not log in (inactive ones)."""
+        """Run the authorization-code flow; refuse inactive users, and staff unless allowed.
+
+        ``TOM_MMA['OIDC_ALLOW_STAFF_LOGIN'] = False`` keeps staff and superusers on the password
+        login, where the TOM asks for its own second factor.
+        """
         user = super().authenticate(request, **kwargs)
-        if user is not None and not self.user_can_authenticate(user):
+        if user is None:
+            return None
+        if not self.user_can_authenticate(user):
             logger.info("OIDC login refused: user %s is inactive", user.get_username())
+            return None
+        if (user.is_staff or user.is_superuser) and not mma_settings.OIDC_ALLOW_STAFF_LOGIN:
+            # the TOM's own second factor is not asked for on this path: staff use the password login
+            logger.info("OIDC login refused: user %s is staff and OIDC_ALLOW_STAFF_LOGIN is off", user.get_username())
             return None
         return user
 

@@ -123,8 +123,9 @@ def check_oidc_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]
     groups = mma_settings.OIDC_NEW_USER_GROUPS
     if not isinstance(groups, list | tuple) or not all(isinstance(g, str) and g for g in groups):
         problems.append(f"TOM_MMA['OIDC_NEW_USER_GROUPS'] must be a list of group names, not {groups!r}.")
-    if not isinstance(mma_settings.OIDC_REQUIRE_VERIFIED_EMAIL, bool):
-        problems.append("TOM_MMA['OIDC_REQUIRE_VERIFIED_EMAIL'] must be True or False.")
+    for key in ("OIDC_REQUIRE_VERIFIED_EMAIL", "OIDC_ALLOW_STAFF_LOGIN"):
+        if not isinstance(getattr(mma_settings, key), bool):
+            problems.append(f"TOM_MMA['{key}'] must be True or False.")
     if not isinstance(mma_settings.OIDC_PROVIDER_NAME, str):
         problems.append("TOM_MMA['OIDC_PROVIDER_NAME'] must be a string.")
     return [checks.Error(problem, hint="See docs/oidc.md.", id="tom_mma.E063") for problem in problems]

@@ -26,10 +26,12 @@ DEFAULTS: dict = {
     "OBSERVATION_PARAMETERS": {},
     # OIDC login (tom_mma.auth.OIDCBackend, docs/oidc.md). The claim a new user's username comes from
     # (then the email's local part, then ``sub``), the groups a new user joins, whether a user is only
-    # matched on a verified email address, and the provider's name on the login page.
+    # matched on a verified email address, whether staff may log in through OIDC (the TOM's own second
+    # factor is not asked for there), and the provider's name on the login page.
     "OIDC_USERNAME_CLAIM": "preferred_username",
     "OIDC_NEW_USER_GROUPS": ["Public"],
     "OIDC_REQUIRE_VERIFIED_EMAIL": True,
+    "OIDC_ALLOW_STAFF_LOGIN": True,
     "OIDC_PROVIDER_NAME": "single sign-on",
 }
 
