@@ -261,16 +261,28 @@ def test_out_of_order(django_capture_on_commit_callbacks, order, targets):
 
 
 def test_late_notice_after_retraction_does_not_revive(deliver, targets, received):
-    deliver(avro_message("retraction"))
-    event = GWEvent.objects.get(superevent_id="MS181101ab")
-    assert event.state == GWEvent.State.RETRACTED and event.never_live
-    assert ("retracted", "MS181101ab", True) in received
-    assert not GWEvent.objects.filter(state=GWEvent.State.ACTIVE).exists()
-    deliver(avro_message("preliminary"))
+    states = []
+
+    def on_notice(sender, notice, event, **kw):
+        states.append((notice.alert_type, event.state, event.never_live))
+
+    signals.gw_notice_received.connect(on_notice)
+    try:
+        deliver(avro_message("retraction"))
+        event = GWEvent.objects.get(superevent_id="MS181101ab")
+        assert event.state == GWEvent.State.RETRACTED and event.never_live
+        assert ("retracted", "MS181101ab", True) in received
+        assert not GWEvent.objects.filter(state=GWEvent.State.ACTIVE).exists()
+        deliver(avro_message("preliminary"))
+    finally:
+        signals.gw_notice_received.disconnect(on_notice)
     event.refresh_from_db()
     assert event.state == GWEvent.State.RETRACTED and not event.never_live
     assert event.candidates.count() == 0  # a retracted event ranks nothing
-    assert received.count(("retracted", "MS181101ab", True)) == 1
+    assert received.count(("retracted", "MS181101ab", True)) == 1  # it became retracted once
+    # the late notice is announced with its event retracted (and now seen live): what lets a receiver (the
+    # broker) follow whatever cited the event with a retraction, whenever the event is or becomes retracted
+    assert states == [("RETRACTION", "retracted", True), ("PRELIMINARY", "retracted", False)]
 
 
 def test_retraction_of_an_event_never_seen(deliver):
@@ -503,3 +515,92 @@ def test_signals_wait_for_the_commit(django_capture_on_commit_callbacks, receive
     for callback in callbacks:
         callback()
     assert received[0] == ("notice", "PRELIMINARY")
+
+
+def test_a_failing_receiver_does_not_stop_the_cancellation_or_the_other_signals(
+    deliver, targets, settings, received, caplog
+):
+    settings.TOM_FACILITY_CLASSES = [f"{__name__}.CancellableFacility"]
+    CancellableFacility.cancelled = []
+    deliver(avro_message("preliminary"))
+    event = GWEvent.objects.get()
+    record = ObservationRecord.objects.create(
+        target=targets["best"], facility="GWTestRobotic", parameters={}, observation_id="r-1", status="PENDING"
+    )
+    link = events.link_observation(event, record)
+
+    def broken(sender, **kwargs):
+        raise RuntimeError("a receiver with a bug")
+
+    signals.gw_notice_received.connect(broken)
+    try:
+        deliver(avro_message("retraction"))
+    finally:
+        signals.gw_notice_received.disconnect(broken)
+    link.refresh_from_db()
+    assert link.status == "cancelled" and CancellableFacility.cancelled == ["r-1"]
+    assert ("retracted", "MS181101ab", False) in received  # sent after the failing receiver
+    assert "a receiver with a bug" in caplog.text
+
+
+class UnreachableFacility(CancellableFacility):
+    """Stands for a robotic observatory whose API cannot be reached (a remote service)."""
+
+    name = "GWTestUnreachable"
+    reachable = False
+    attempts = 0
+
+    def cancel_observation(self, observation_id):
+        type(self).attempts += 1
+        if not self.reachable:
+            raise ConnectionError("facility API unreachable")
+        return super().cancel_observation(observation_id)
+
+
+def test_cancellations_left_pending_after_the_retries_are_swept_again(deliver, targets, settings, monkeypatch):
+    from tom_mma.gw import tasks
+
+    # Tasks run eagerly here. Without propagation an eager task's retries run at once, one after the other
+    # (countdowns are ignored), and the last failure stays in its result: what a worker does, minus the waits.
+    monkeypatch.setitem(tasks.cancel_observations_task.app.conf, "task_eager_propagates", False)
+    settings.TOM_FACILITY_CLASSES = [f"{__name__}.UnreachableFacility"]
+    UnreachableFacility.reachable, UnreachableFacility.attempts, UnreachableFacility.cancelled = False, 0, []
+    deliver(avro_message("preliminary"))
+    event = GWEvent.objects.get()
+    record = ObservationRecord.objects.create(
+        target=targets["best"], facility="GWTestUnreachable", parameters={}, observation_id="u-1", status="PENDING"
+    )
+    link = events.link_observation(event, record)
+    deliver(avro_message("retraction"))
+    link.refresh_from_db()
+    assert link.status == "cancel_pending"  # the task gave up after all its retries
+    assert UnreachableFacility.attempts == 1 + tasks.cancel_observations_task.max_retries
+
+    # the periodic sweep queues the event again, once per interval however long the facility stays down
+    assert tasks.sweep_cancellations(older_than_s=0) == [event.pk]
+    assert tasks.sweep_cancellations(older_than_s=3600) == []  # just touched: not queued again yet
+    link.refresh_from_db()
+    assert link.status == "cancel_pending"
+    UnreachableFacility.reachable = True
+    assert tasks.sweep_cancellations(older_than_s=0) == [event.pk]
+    link.refresh_from_db()
+    assert link.status == "cancelled" and UnreachableFacility.cancelled == ["u-1"]
+    assert tasks.sweep_cancellations(older_than_s=0) == []  # nothing left to cancel
+
+
+def test_the_example_tom_beats_the_cancellation_sweep():
+    # the schedule is read from the example TOM's settings module (the tests run on tests.settings)
+    import ast
+
+    source = (Path(__file__).parents[1] / "example_tom" / "settings.py").read_text()
+    tree = ast.parse(source)
+    [schedule] = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "CELERY_BEAT_SCHEDULE" for t in node.targets)
+    ]
+    tasks_beaten = {entry["task"] for entry in ast.literal_eval(schedule).values()}
+    assert "tom_mma.gw.tasks.sweep_cancellations" in tasks_beaten
+    from tom_mma.gw.tasks import sweep_cancellations
+
+    assert sweep_cancellations.name == "tom_mma.gw.tasks.sweep_cancellations"

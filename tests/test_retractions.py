@@ -68,9 +68,35 @@ def test_retraction_of_a_cited_event_queues_one_retraction_per_derived_alert(
     assert OutboxMessage.objects.filter(kind="retraction").count() == 1
 
 
-def test_retraction_of_an_event_never_seen_queues_nothing(settings, django_capture_on_commit_callbacks):
+def test_retraction_of_an_event_never_seen_live_still_retracts_what_cited_it(
+    settings, django_capture_on_commit_callbacks
+):
+    # the derived alert cited the event (from another source) before this TOM got any notice of it: its
+    # retraction is the first notice here, and the alert must still be retracted
     settings.TOM_MMA = {"ACCEPT_MOCK_EVENTS": True}
+    settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "PUBLISH_ENABLED": True, "PUBLISH_FLOOR": 0.1}
     candidate = candidate_citing("MS181101ab")
     classify_candidate(candidate.pk)
-    deliver("retraction", django_capture_on_commit_callbacks)  # never live: recorded, not cascaded
-    assert not OutboxMessage.objects.filter(kind="retraction").exists()
+    [original] = OutboxMessage.objects.filter(kind="classification")
+    deliver("retraction", django_capture_on_commit_callbacks)  # never live here
+    [retraction] = OutboxMessage.objects.filter(kind="retraction")
+    assert DerivedAlert.from_json(bytes(retraction.payload)).retracts == str(original.alert_id)
+    deliver("preliminary", django_capture_on_commit_callbacks)  # late: the event stays retracted
+    assert OutboxMessage.objects.filter(kind="retraction").count() == 1
+
+
+def test_a_notice_after_the_retraction_retracts_alerts_queued_since(settings, django_capture_on_commit_callbacks):
+    # the retraction came first and nothing cited the event yet; a derived alert citing it is queued after
+    # that; the next notice of the (still retracted) event follows it with its retraction
+    settings.TOM_MMA = {"ACCEPT_MOCK_EVENTS": True}
+    settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "PUBLISH_ENABLED": True, "PUBLISH_FLOOR": 0.1}
+    deliver("retraction", django_capture_on_commit_callbacks)
+    assert not OutboxMessage.objects.exists()
+    candidate = candidate_citing("MS181101ab")
+    classify_candidate(candidate.pk)
+    [original] = OutboxMessage.objects.filter(kind="classification")
+    deliver("preliminary", django_capture_on_commit_callbacks)
+    [retraction] = OutboxMessage.objects.filter(kind="retraction")
+    assert DerivedAlert.from_json(bytes(retraction.payload)).retracts == str(original.alert_id)
+    deliver("initial", django_capture_on_commit_callbacks)
+    assert OutboxMessage.objects.filter(kind="retraction").count() == 1  # idempotent

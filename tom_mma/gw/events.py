@@ -10,7 +10,8 @@ Handlers, tasks, views and commands call these functions; nothing else writes th
   Targets against every active event (new Targets arrive through :mod:`tom_mma.gw.receivers`).
 - :func:`credible_level` answers "where is this position in the event's sky map" for other code.
 - :func:`link_observation` records that an observation request was made for an event;
-  :func:`cancel_observations` cancels the pending ones of a retracted event through their facilities.
+  :func:`cancel_observations` cancels the pending ones of a retracted event through their facilities;
+  :func:`stale_cancellations` finds those still pending long after (what the periodic sweep queues again).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "load_skymap",
     "rank_event",
     "rank_targets",
+    "stale_cancellations",
 ]
 
 logger = logging.getLogger(__name__)
@@ -270,7 +272,9 @@ def _retract(event: GWEvent) -> None:
     """The database half of the retraction cascade (the facility half runs after commit)."""
     marked = EventCandidate.objects.filter(event=event, retracted=False).update(retracted=True)
     pending = EventObservation.objects.filter(event=event, status=EventObservation.Status.ACTIVE).update(
-        status=EventObservation.Status.CANCEL_PENDING, reason="the event was retracted"
+        status=EventObservation.Status.CANCEL_PENDING,
+        reason="the event was retracted",
+        modified=timezone.now(),  # update() skips auto_now; the cancellation sweep goes by this time
     )
     logger.info(
         "%s: retracted; %d candidates marked, %d observation requests to cancel", event.superevent_id, marked, pending
@@ -278,17 +282,49 @@ def _retract(event: GWEvent) -> None:
 
 
 def _after_commit(event_pk: int, notice_pk: int, skymap_changed: bool, retracted: bool) -> None:
+    """Queue the slow work, then send the signals (each receiver on its own: one failing stops no other)."""
     from . import tasks  # a module with Celery tasks: imported when first needed, not at import time
 
     event = GWEvent.objects.select_related("skymap").defer("skymap__fits").get(pk=event_pk)
     notice = EventNotice.objects.get(pk=notice_pk)
-    signals.gw_notice_received.send(sender=EventNotice, notice=notice, event=event)
-    if skymap_changed:
-        signals.gw_skymap_updated.send(sender=GWEvent, event=event, skymap=event.skymap)
-        tasks.rank_event_task.delay(event_pk)
+    # the tasks first: no receiver can keep a retracted event's requests from being cancelled
     if retracted:
-        signals.gw_event_retracted.send(sender=GWEvent, event=event, notice=notice, never_live=event.never_live)
-        tasks.cancel_observations_task.delay(event_pk)
+        _queue(tasks.cancel_observations_task, event_pk, event.superevent_id)
+    if skymap_changed:
+        _queue(tasks.rank_event_task, event_pk, event.superevent_id)
+    _send(signals.gw_notice_received, event.superevent_id, sender=EventNotice, notice=notice, event=event)
+    if skymap_changed:
+        _send(signals.gw_skymap_updated, event.superevent_id, sender=GWEvent, event=event, skymap=event.skymap)
+    if retracted:
+        _send(
+            signals.gw_event_retracted,
+            event.superevent_id,
+            sender=GWEvent,
+            event=event,
+            notice=notice,
+            never_live=event.never_live,
+        )
+
+
+def _queue(task, event_pk: int, superevent_id: str) -> None:
+    try:
+        task.delay(event_pk)
+    except Exception:  # noqa: BLE001 - the Celery broker unreachable: logged; the signals must still go out
+        # a lost cancellation is picked up by tasks.sweep_cancellations; a lost ranking by the next sky map
+        # or `rankcandidates --rank`
+        logger.exception("%s: could not queue %s", superevent_id, task.name)
+
+
+def _send(signal, superevent_id: str, **kwargs) -> None:
+    for receiver, result in signal.send_robust(**kwargs):
+        if isinstance(result, Exception):
+            logger.error(
+                "%s: receiver %s of a GW signal failed: %r",
+                superevent_id,
+                getattr(receiver, "__qualname__", receiver),
+                result,
+                exc_info=result,
+            )
 
 
 # -- ranking -----------------------------------------------------------------------------------------------
@@ -498,6 +534,29 @@ def link_observation(event: GWEvent, record) -> EventObservation:
 
             transaction.on_commit(_queue, robust=True)
     return link
+
+
+def stale_cancellations(older_than: dt.timedelta) -> list[int]:
+    """Events whose observation requests have awaited cancellation for longer than ``older_than``.
+
+    A link stays ``cancel_pending`` when the cancellation task gave up (the facility unreachable through all
+    its retries) or was never queued or was lost. The links found are touched (``modified`` = now), so that
+    a periodic sweep queues each event again at most once per ``older_than``, however long the facility stays
+    down.
+
+    Returns
+    -------
+    list of int
+        Primary keys of the events to cancel again.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        stale = EventObservation.objects.select_for_update(skip_locked=True).filter(
+            status=EventObservation.Status.CANCEL_PENDING, modified__lt=now - older_than
+        )
+        rows = list(stale.values_list("pk", "event_id"))
+        EventObservation.objects.filter(pk__in=[pk for pk, _ in rows]).update(modified=now)
+    return sorted({event_id for _, event_id in rows})
 
 
 def cancel_observations(event_id: int) -> dict[str, int]:

@@ -1,14 +1,26 @@
 """Celery tasks of the GW layer: thin wrappers over :mod:`tom_mma.gw.events`, primary keys as arguments.
 
 All are idempotent (they upsert candidates, or touch only links still pending), so ``acks_late`` redelivery
-and retries are safe. They are queued on commit by the service layer.
+and retries are safe. They are queued on commit by the service layer, except :func:`sweep_cancellations`,
+which the TOM's Celery beat runs periodically (``CELERY_BEAT_SCHEDULE``)::
+
+    "tom_mma-sweep-cancellations": {"task": "tom_mma.gw.tasks.sweep_cancellations", "schedule": 600.0},
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+
 from celery import shared_task
 
-__all__ = ["cancel_observations_task", "rank_event_task", "rank_targets_task"]
+__all__ = ["cancel_observations_task", "rank_event_task", "rank_targets_task", "sweep_cancellations"]
+
+logger = logging.getLogger(__name__)
+
+# Longer than the whole retry span of cancel_observations_task (at most 30 + 60 + ... + 600 s ~ 26 min), so
+# that the sweep does not queue an event whose own task is still retrying.
+SWEEP_CANCELLATIONS_AFTER_S = 1800
 
 
 @shared_task(acks_late=True)
@@ -36,3 +48,26 @@ def cancel_observations_task(event_id: int) -> dict[str, int]:
     from .events import cancel_observations
 
     return cancel_observations(event_id)
+
+
+@shared_task(acks_late=True)
+def sweep_cancellations(older_than_s: float = SWEEP_CANCELLATIONS_AFTER_S) -> list[int]:
+    """Queue the cancellation again for events whose requests have awaited it for more than ``older_than_s``.
+
+    Picks up what :func:`cancel_observations_task` left: a facility still unreachable after all its retries,
+    a task lost with its queue, an enqueue that failed. Each event is queued again at most once per
+    ``older_than_s`` (see :func:`tom_mma.gw.events.stale_cancellations`).
+
+    Returns
+    -------
+    list of int
+        The events queued.
+    """
+    from .events import stale_cancellations
+
+    event_ids = stale_cancellations(dt.timedelta(seconds=older_than_s))
+    for event_id in event_ids:
+        cancel_observations_task.delay(event_id)
+    if event_ids:
+        logger.warning("%d event(s) with observation requests still to cancel: queued again", len(event_ids))
+    return event_ids
