@@ -31,15 +31,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from .embedded import BrokerInfo
-from .kafka import embedded_broker, hop_headers, open_producer
+from .gw170817.replay import replay_message_id
+from .kafka import embedded_broker, open_producer
 from .models import ArchivedAlert, OutboxMessage
 from .streams import ReliableHopskotchAlertStream
 
 __all__ = ["DemoSummary", "demo_topics", "replay_message_id", "run_replay", "wait_until", "summary", "demo_login"]
 
 logger = logging.getLogger(__name__)
-
-REPLAY_NAMESPACE = uuid.UUID("6f1c7a52-8a4e-4f0e-9a55-170817000000")
 
 
 def demo_topics() -> dict[str, str]:
@@ -51,38 +50,15 @@ def demo_topics() -> dict[str, str]:
             "results": broker_settings.RESULTS_TOPIC}  # fmt: skip
 
 
-def replay_message_id(message: Any) -> uuid.UUID:
-    """The deterministic hop ``_id`` of a replay message (so that a replay is idempotent end to end).
-
-    Examples
-    --------
-    >>> from types import SimpleNamespace as M
-    >>> replay_message_id(M(stream="gw", key="MS170817a", mjd=1.0)) == replay_message_id(
-    ...     M(stream="gw", key="MS170817a", mjd=1.0))
-    True
-    """
-    return uuid.uuid5(REPLAY_NAMESPACE, f"{message.stream}|{message.key}|{message.mjd:.8f}")
-
-
 def run_replay(
     broker: BrokerInfo, speed: float, progress: Any = None, topics: dict[str, str] | None = None
 ) -> list[uuid.UUID]:
-    """Publish the GW170817 replay to ``broker``; return the message ids (deterministic)."""
-    from .gw170817 import replay, replay_messages
+    """Publish the GW170817 replay to ``broker`` (:func:`~tom_mma_broker.gw170817.replay.publish`); return the
+    message ids (deterministic, :func:`replay_message_id`)."""
+    from .gw170817 import publish, replay_messages
 
-    messages = replay_messages()
-    topics = topics or demo_topics()
-    ids = [replay_message_id(m) for m in messages]
     with open_producer(broker.url) as producer:
-
-        def send(message: Any) -> None:
-            encoded = message.model().serialize()
-            _, headers = hop_headers(encoded["format"], message_id=replay_message_id(message), extra=message.headers)
-            producer.write_raw(encoded["content"], headers, topic=topics[message.stream], key=message.key)
-            if progress is not None:
-                progress.update(message)
-
-        replay(messages, send, speed=speed)
+        ids = publish(replay_messages(), producer, topics or demo_topics(), speed=speed, progress=progress)
         producer.flush()
     return ids
 

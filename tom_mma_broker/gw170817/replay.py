@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -47,6 +48,7 @@ __all__ = [
     "replay_messages",
     "replay",
     "publish",
+    "replay_message_id",
     "ReplayProgress",
 ]
 
@@ -298,6 +300,25 @@ class ReplayProgress:
         self.close()
 
 
+REPLAY_NAMESPACE = uuid.UUID("6f1c7a52-8a4e-4f0e-9a55-170817000000")
+"""Namespace of the replay messages' ids (:func:`replay_message_id`)."""
+
+
+def replay_message_id(message: ReplayMessage) -> uuid.UUID:
+    """The deterministic hop ``_id`` of a replay message, so that a replay is idempotent end to end.
+
+    The archive is keyed on ``_id``: replaying GW170817 again (the same message, the same id) adds nothing.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as M
+    >>> replay_message_id(M(stream="gw", key="MS170817a", mjd=1.0)) == replay_message_id(
+    ...     M(stream="gw", key="MS170817a", mjd=1.0))
+    True
+    """
+    return uuid.uuid5(REPLAY_NAMESPACE, f"{message.stream}|{message.key}|{message.mjd:.8f}")
+
+
 def publish(
     messages: Sequence[ReplayMessage],
     producer,
@@ -306,15 +327,18 @@ def publish(
     speed: float = DEFAULT_SPEED,
     progress: ReplayProgress | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    """Write ``messages`` with a hop producer, paced, keyed, with their headers.
+) -> list[uuid.UUID]:
+    """Write ``messages`` with a hop producer, paced, keyed, with their headers and fixed ids.
+
+    Each message is serialised by its hop model and written raw with hop's headers, its ``_id`` being
+    :func:`replay_message_id`: a second replay writes the same ids, which the archive deduplicates.
 
     Parameters
     ----------
     messages : sequence of ReplayMessage
         From :func:`replay_messages`.
     producer : hop.io.Producer
-        Open producer (``tom_mma_broker.kafka.open_producer``); not closed here.
+        Open producer (``tom_mma_broker.kafka.open_producer``); not closed or flushed here.
     topics : mapping
         Topic of each stream: ``{GW_STREAM: ..., PHOTOMETRY_STREAM: ...}``.
     speed : float
@@ -324,15 +348,23 @@ def publish(
 
     Returns
     -------
-    int
-        Messages written (delivery is confirmed when the producer is flushed or closed).
+    list of uuid.UUID
+        The ids of the messages written, in order (delivery is confirmed when the producer is flushed or
+        closed).
     """
+    from tom_mma_broker.kafka import hop_headers
+
+    ids: list[uuid.UUID] = []
 
     def send(message: ReplayMessage) -> None:
-        producer.write(message.model(), headers=list(message.headers), key=message.key, topic=topics[message.stream])
+        encoded = message.model().serialize()
+        message_id, headers = hop_headers(encoded["format"], message_id=replay_message_id(message),
+                                          extra=message.headers)  # fmt: skip
+        producer.write_raw(encoded["content"], headers, topic=topics[message.stream], key=message.key)
+        ids.append(message_id)
         if progress is not None:
             progress.update(message)
 
     sent = replay(messages, send, speed=speed, sleep=sleep)
     logger.info("GW170817 replay: %s messages written to %s", sent, ", ".join(sorted(set(topics.values()))))
-    return sent
+    return ids

@@ -1,0 +1,53 @@
+"""Replaying GW170817 twice: the second replay adds nothing, through ``replaygw170817`` and through ``mmademo``."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import pytest
+from django.core.management import call_command
+
+from tom_mma_broker.embedded import create_topics
+from tom_mma_broker.gw170817 import replay_messages
+from tom_mma_broker.gw170817.replay import replay_message_id
+from tom_mma_broker.models import ArchivedAlert
+from tom_mma_broker.streams import ReliableHopskotchAlertStream
+
+pytestmark = [pytest.mark.kafka, pytest.mark.django_db(transaction=True)]
+
+
+def replay_command(broker, gw_topic: str, photometry_topic: str) -> str:
+    out = io.StringIO()
+    call_command("replaygw170817", "--speed", "0", "--url", broker.url, "--gw-topic", gw_topic,
+                 "--photometry-topic", photometry_topic, "--no-progress", stdout=out, stderr=io.StringIO())  # fmt: skip
+    return out.getvalue()
+
+
+def read(broker, group: str, topics: list[str], n: int) -> dict[str, int]:
+    """Ingest the next ``n`` messages of ``topics`` (archive only) with the reliable stream, as ``group``."""
+    stream = ReliableHopskotchAlertStream(
+        URL=broker.url, GROUP_ID=group, START_POSITION="EARLIEST", TOPIC_HANDLERS=dict.fromkeys(topics)
+    )
+    stats = stream.listen(max_messages=n, idle_timeout=30)
+    assert sum(stats.values()) == n, f"the stream read {stats} of {n} messages within its idle timeout"
+    return stats
+
+
+def test_replaygw170817_twice_archives_each_message_once(kafka_broker):
+    suffix = uuid.uuid4().hex[:8]
+    topics = [f"gw.{suffix}", f"phot.{suffix}"]
+    create_topics(kafka_broker.bootstrap, topics)
+    group = f"replay-{suffix}"
+    expected = {f"id:{replay_message_id(m)}" for m in replay_messages()}
+
+    assert "27 messages" in replay_command(kafka_broker, *topics)
+    first = read(kafka_broker, group, topics, 27)
+    assert first["archived"] == 27
+    assert set(ArchivedAlert.objects.values_list("key", flat=True)) == expected
+
+    replay_command(kafka_broker, *topics)
+    second = read(kafka_broker, group, topics, 27)
+    # the same fixed ids: every message of the second replay is a duplicate of the first's
+    assert second["duplicate"] == 27 and second["archived"] == 0
+    assert ArchivedAlert.objects.count() == 27
