@@ -253,3 +253,33 @@ def test_same_numbers_as_ligo_skymap(skymap, positions):
     finite = np.isfinite(skymap.distmu)
     np.testing.assert_allclose(ours_mean[finite], mean[finite], rtol=1e-9)
     np.testing.assert_allclose(ours_std[finite], std[finite], rtol=1e-9)
+
+
+def test_the_ranking_benchmark_prints_its_json_with_or_without_ligo_skymap():
+    """bench/skymap_rank.py ends with one JSON line, ligo.skymap (the ``bench`` extra) installed or not."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, str(root / "bench" / "skymap_rank.py"), "--n", "20000", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    figures = json.loads(run.stdout.splitlines()[-1])
+    assert figures["positions"] == 20000 and figures["seconds"] > 0
+    try:
+        installed = importlib.util.find_spec("ligo.skymap") is not None
+    except ModuleNotFoundError:  # no ``ligo`` namespace at all
+        installed = False
+    if installed:
+        assert figures["ligo_skymap_seconds"] > 0 and figures["ratio_vs_ligo_skymap"] > 0
+        assert figures["probdensity_identical"] and "ligo_skymap_missing" not in figures
+    else:
+        assert figures["ligo_skymap_seconds"] is None and figures["ratio_vs_ligo_skymap"] is None
+        assert "ligo" in figures["ligo_skymap_missing"]
