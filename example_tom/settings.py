@@ -113,7 +113,13 @@ FORMAT_MODULE_PATH = ["tom_base.formats"]
 
 STATIC_URL = "/static/"
 STATIC_ROOT = STATE_DIR / "static"
-STATICFILES_DIRS: list = []
+# Bootstrap is served from the TOM itself (tomtoolkit links a CDN by default): the TOM then looks
+# right on a network that cannot reach the CDN (an observatory, this project's CI machine).
+STATICFILES_DIRS: list = [Path(__file__).resolve().parent / "static"]
+BOOTSTRAP5 = {
+    "css_url": {"url": f"{STATIC_URL}vendor/bootstrap-5.3.8/bootstrap.min.css"},
+    "javascript_url": {"url": f"{STATIC_URL}vendor/bootstrap-5.3.8/bootstrap.bundle.min.js"},
+}
 MEDIA_ROOT = STATE_DIR / "media"
 MEDIA_URL = "/data/"
 
