@@ -25,6 +25,9 @@ from tom_mma.rules import KilonovaScoreRule, ObservationRule, load_rules, retry_
 pytestmark = pytest.mark.django_db
 
 SIMULATED = ["tom_mma.facilities.simulated.SimulatedFacility"]
+# these tests are about the rules' mechanics with alerts that name no GW event: the score alone decides
+# (the region requirement is tested in tests/test_derived_region.py)
+SCORE_ONLY = {"OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP": True}
 
 
 class FixedLevelRule(KilonovaScoreRule):
@@ -53,7 +56,7 @@ def counts():
 
 @pytest.fixture(autouse=True)
 def simulated_facility():
-    with override_settings(TOM_FACILITY_CLASSES=SIMULATED):
+    with override_settings(TOM_FACILITY_CLASSES=SIMULATED, TOM_MMA=SCORE_ONLY):
         yield
 
 
@@ -155,7 +158,7 @@ def test_threshold_setting(django_capture_on_commit_callbacks):
     assert result.triggers == ()
 
 
-def test_unknown_sky_map_lets_the_score_decide_and_says_so(django_capture_on_commit_callbacks):
+def test_unknown_sky_map_lets_the_score_decide_when_allowed_and_says_so(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         result = derived_alert_handler(alert_dict(gw_event="S990101zz"), None)
     trigger = ObservationTrigger.objects.get()
@@ -235,14 +238,14 @@ def test_malformed_alert_raises_and_stores_nothing(message, reason):
     assert set(counts().values()) == {0}
 
 
-@override_settings(TOM_MMA={"OBSERVATION_FACILITY": "NoSuchFacility"})
+@override_settings(TOM_MMA={**SCORE_ONLY, "OBSERVATION_FACILITY": "NoSuchFacility"})
 def test_failed_request_is_recorded_not_raised_and_can_be_retried(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         result = derived_alert_handler(alert_dict(), None)
     trigger = ObservationTrigger.objects.get()
     assert result.created and trigger.status == "failed" and "NoSuchFacility" in trigger.error
     assert ObservationRecord.objects.count() == 0
-    with override_settings(TOM_MMA={"OBSERVATION_FACILITY": "Simulated"}):
+    with override_settings(TOM_MMA={**SCORE_ONLY, "OBSERVATION_FACILITY": "Simulated"}):
         retried = retry_trigger(trigger.pk)
         assert retry_trigger(trigger.pk).status == "submitted"  # a second retry does nothing
     assert retried.status == "submitted" and retried.error == ""
@@ -258,7 +261,9 @@ def test_facility_validation_rejection_is_recorded(django_capture_on_commit_call
     assert SimulatedObservation.objects.count() == ObservationRecord.objects.count() == 0
 
 
-@override_settings(TOM_MMA={"OBSERVATION_PARAMETERS": {"band": "i", "exposure_time": 120.0, "exposure_count": 3}})
+@override_settings(
+    TOM_MMA={**SCORE_ONLY, "OBSERVATION_PARAMETERS": {"band": "i", "exposure_time": 120.0, "exposure_count": 3}}
+)
 def test_observation_parameters_setting(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         derived_alert_handler(alert_dict(), None)

@@ -20,7 +20,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.django_db(transaction=True)]
 HANDLER = "tom_mma.handlers.derived.derived_alert_handler"
 
 
-@override_settings(TOM_FACILITY_CLASSES=["tom_mma.facilities.simulated.SimulatedFacility"])
+@override_settings(
+    TOM_FACILITY_CLASSES=["tom_mma.facilities.simulated.SimulatedFacility"],
+    TOM_MMA={"OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP": True},  # the alerts name no GW event
+)
 def test_results_topic_to_targets_and_one_request_and_a_replay_adds_nothing(kafka_broker, topic):
     first = alert_dict(kilonova_score=0.8)
     second = alert_dict(kilonova_score=0.93, latest_point_mjd=57984.0)  # same candidate, later

@@ -24,6 +24,10 @@ DEFAULTS: dict = {
     "OBSERVATION_FACILITY": "Simulated",
     "OBSERVATION_TYPE": None,
     "OBSERVATION_PARAMETERS": {},
+    # False: the default rule requires the candidate inside the event's credible region; an alert that names
+    # no GW event, or whose event has no sky map yet, waits (re-evaluated when the sky map arrives).
+    # True: in those two cases the score alone decides.
+    "OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP": False,
     # OIDC login (tom_mma.auth.OIDCBackend, docs/oidc.md). The claim a new user's username comes from
     # (then the email's local part, then ``sub``), the groups a new user joins, whether a user is only
     # matched on a verified email address, whether staff may log in through OIDC (the TOM's own second

@@ -9,10 +9,13 @@ nothing. After the ingest commits, :func:`submit_trigger` sends the request thro
 facility interface (``TOM_FACILITY_CLASSES``) and records the ``ObservationRecord``.
 
 The default rule holds when the kilonova score is at least ``TOM_MMA['OBSERVATION_SCORE_THRESHOLD']``
-(default 0.5) and, when the alert names a GW event, the candidate lies inside the event's
-``TOM_MMA['OBSERVATION_CREDIBLE_LEVEL']`` (default 0.9) credible region. Until the sky map of the event
-is known (``tom_mma.gw.events.credible_level`` missing or returning ``None``), the region is recorded as
-unknown and the score alone decides.
+(default 0.5) and the candidate lies inside the GW event's ``TOM_MMA['OBSERVATION_CREDIBLE_LEVEL']``
+(default 0.9) credible region. An alert that names no GW event, or whose event has no sky map yet
+(``tom_mma.gw.events.credible_level`` missing or returning ``None``), does not fire the rule, unless
+``TOM_MMA['OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP']`` lets the score alone decide in those cases. When an
+event's sky map arrives or changes (the ``tom_mma.signals.gw_skymap_updated`` signal),
+:func:`evaluate_rules_for_event` evaluates the rules again for the Targets of the alerts that named it: a
+candidate that now lies inside the region gets its request then (still once per candidate and rule).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.utils.module_loading import import_string
 from tom_observations.facility import get_service_class
 from tom_observations.models import ObservationRecord
@@ -42,6 +46,8 @@ __all__ = [
     "load_rules",
     "get_rule",
     "evaluate_rules",
+    "evaluate_rules_for_event",
+    "on_skymap_updated",
     "submit_trigger",
     "retry_trigger",
 ]
@@ -56,6 +62,7 @@ _DEFAULTS: dict[str, Any] = {
     "OBSERVATION_FACILITY": "Simulated",
     "OBSERVATION_TYPE": None,
     "OBSERVATION_PARAMETERS": {},
+    "OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP": False,
 }
 
 
@@ -184,7 +191,12 @@ def _validation_errors(result: Any) -> Any:
 
 
 class KilonovaScoreRule(ObservationRule):
-    """Score at least the threshold, and inside the GW event's credible region when that is known."""
+    """Score at least the threshold, and inside the GW event's credible region.
+
+    Without a GW event or its sky map the rule does not hold (the trigger is not claimed, so the rule is
+    evaluated again when the sky map arrives), unless ``TOM_MMA['OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP']``
+    lets the score alone decide.
+    """
 
     name = "kilonova-score"
 
@@ -206,17 +218,26 @@ class KilonovaScoreRule(ObservationRule):
         details: dict[str, Any] = {"score": score, "threshold": threshold, "gw_event": alert.gw_event}
         if score < threshold:
             return RuleDecision(False, f"score {score:.3f} below threshold {threshold:.3f}", details)
+        score_only = bool(setting("OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP"))
         if not alert.gw_event:
             details["region"] = "no event"
-            return RuleDecision(True, f"score {score:.3f} >= {threshold:.3f}; no GW event named", details)
+            if score_only:
+                return RuleDecision(True, f"score {score:.3f} >= {threshold:.3f}; no GW event named", details)
+            return RuleDecision(False, "no GW event named: the candidate must lie inside its credible region", details)
         level_limit = float(setting("OBSERVATION_CREDIBLE_LEVEL"))
         level = self.credible_level(alert.gw_event, alert.candidate.ra, alert.candidate.dec)
         details["credible_level_limit"] = level_limit
         if level is None:
             details["region"] = "unknown"
+            if score_only:
+                return RuleDecision(
+                    True,
+                    f"score {score:.3f} >= {threshold:.3f}; sky map of {alert.gw_event} unknown, score alone decides",
+                    details,
+                )
             return RuleDecision(
-                True,
-                f"score {score:.3f} >= {threshold:.3f}; sky map of {alert.gw_event} unknown, score alone decides",
+                False,
+                f"sky map of {alert.gw_event} not known yet: evaluated again when it arrives",
                 details,
             )
         details["credible_level"] = level
@@ -330,6 +351,72 @@ def evaluate_rules(alert: DerivedAlert, record: Any, target: Any) -> list[Observ
         transaction.on_commit(partial(submit_trigger, trigger.pk), robust=True)
         claimed.append(trigger)
     return claimed
+
+
+def evaluate_rules_for_event(superevent_id: str) -> list[ObservationTrigger]:
+    """Evaluate the rules again for every Target with a classification alert naming ``superevent_id``.
+
+    Called when the event's sky map arrives or changes (:func:`on_skymap_updated`): a candidate that did
+    not qualify while the map was unknown may now lie inside the credible region. Each Target's alerts
+    are evaluated in the order they were made until a rule claims its trigger, as they would have been had
+    the map been there; a Target that already has a trigger for every rule is skipped. Retracted alerts
+    evaluate nothing. Each Target is handled in its own transaction; requests are sent after its commit.
+
+    Returns
+    -------
+    list of ObservationTrigger
+        The triggers claimed now (none on a replay of the same sky map).
+    """
+    from tom_mma.models import DerivedAlertRecord
+
+    rules = {rule.name for rule in load_rules()}
+    done = set(
+        ObservationTrigger.objects.filter(rule__in=rules)
+        .values("target_id")
+        .annotate(n=Count("rule", distinct=True))
+        .filter(n=len(rules))
+        .values_list("target_id", flat=True)
+    )
+    records = (
+        DerivedAlertRecord.objects.filter(
+            kind=DerivedAlertRecord.Kind.CLASSIFICATION, gw_event=superevent_id, retracted=False, target__isnull=False
+        )
+        .exclude(target_id__in=done)
+        .select_related("target")
+        .order_by("target_id", "latest_point_mjd", "received", "pk")
+    )
+    by_target: dict[int, list[Any]] = {}
+    for record in records:
+        by_target.setdefault(record.target_id, []).append(record)
+    claimed: list[ObservationTrigger] = []
+    for alerts in by_target.values():
+        with transaction.atomic():
+            for record in alerts:
+                triggers = evaluate_rules(DerivedAlert.from_dict(record.raw), record, record.target)
+                claimed.extend(triggers)
+                if triggers:
+                    break
+    logger.info(
+        "%s: rules evaluated again for %d target(s) after its sky map changed; %d trigger(s) claimed",
+        superevent_id,
+        len(by_target),
+        len(claimed),
+    )
+    return claimed
+
+
+def on_skymap_updated(sender: Any, event: Any, **kwargs: Any) -> None:
+    """Receiver of ``tom_mma.signals.gw_skymap_updated``: evaluate the rules for the event's alerts, on commit.
+
+    The signal is sent after the notice's transaction committed; ``on_commit`` runs the evaluation at once
+    then (or after an enclosing transaction), robustly: a failure is logged, never raised into the stream.
+    """
+    superevent_id = event.superevent_id
+
+    def evaluate_after_skymap() -> None:
+        evaluate_rules_for_event(superevent_id)
+
+    transaction.on_commit(evaluate_after_skymap, robust=True)
 
 
 def submit_trigger(trigger_id: int) -> ObservationTrigger:

@@ -1,4 +1,5 @@
-"""Signal receivers of the GW layer: rank a Target against the active events when it is saved.
+"""Signal receivers of the GW layer: rank a Target against the active events when it is saved; evaluate the
+observation rules again when an event's sky map changes (:func:`tom_mma.rules.on_skymap_updated`).
 
 Connected by :func:`connect`, which ``TomMmaConfig.ready()`` calls (idempotent: ``dispatch_uid``). The receiver
 does no work in the caller's transaction: it queues :func:`tom_mma.gw.tasks.rank_targets_task` on commit.
@@ -37,3 +38,8 @@ def connect() -> None:
     from tom_targets.models import Target  # the TOM's target model (settings.TARGET_MODEL_CLASS)
 
     post_save.connect(target_saved, sender=Target, dispatch_uid=_UID)
+    # a new sky map may put candidates that waited for it inside the region: evaluate the rules again
+    from tom_mma.rules import on_skymap_updated
+    from tom_mma.signals import gw_skymap_updated
+
+    gw_skymap_updated.connect(on_skymap_updated, dispatch_uid="tom_mma.rules.on_skymap_updated")
