@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -109,6 +111,7 @@ def test_gw170817_end_to_end_then_replayed_again_adds_nothing(kafka_broker, topi
     from tom_observations.models import ObservationRecord
     from tom_targets.models import Target
 
+    from tom_mma.models import ObservationTrigger
     from tom_mma.models.derived import DerivedAlertRecord
     from tom_mma.models.gw import GWEvent
 
@@ -142,6 +145,12 @@ def test_gw170817_end_to_end_then_replayed_again_adds_nothing(kafka_broker, topi
     assert records.filter(target=target).count() == sent.count()
     requests = ObservationRecord.objects.filter(target=target)
     assert requests.count() == 1 and requests.get().facility == "Simulated"
+    # requested because AT2017gfo lies inside the 90% region of the event's sky map, not on its score alone
+    trigger = ObservationTrigger.objects.get(target=target)
+    assert trigger.status == "submitted" and list(trigger.observation_records.all()) == [requests.get()]
+    assert trigger.details["region"] == "inside", trigger.details
+    assert trigger.details["gw_event"] == "MS170817a"
+    assert trigger.details["credible_level"] <= trigger.details["credible_level_limit"] == 0.9
 
     # the same replay again: nothing anywhere doubles
     run_flow(kafka_broker, topics, celery_worker)
@@ -149,8 +158,8 @@ def test_gw170817_end_to_end_then_replayed_again_adds_nothing(kafka_broker, topi
 
 
 @pytest.mark.slow
-def test_stopped_broker_delays_publication_and_loses_nothing(tmp_path, settings):
-    """SIGSTOP the broker during publication, resume it: every derived alert arrives, once."""
+def test_publish_pending_on_a_stopped_broker_keeps_messages_queued_then_sends_each_once(tmp_path, settings):
+    """The publisher function alone: SIGSTOP its broker during publication, resume it: each message sent once."""
     from hop import Stream
     from hop.io import StartPosition
 
@@ -194,3 +203,88 @@ def test_stopped_broker_delays_publication_and_loses_nothing(tmp_path, settings)
         assert len(seen) == len(expected)
     finally:
         broker.stop()
+
+
+def wait_for(predicate, timeout: float, what: str, worker=None, log=None) -> None:
+    """Poll ``predicate`` (0.2 s) for at most ``timeout`` s; fail saying ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if worker is not None and worker.poll() is not None:
+            raise AssertionError(f"the Celery worker died while waiting for {what}: {log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s; {demo.summary().lines()}")
+        time.sleep(0.2)
+
+
+def publish_replay(broker, topics, messages) -> list[uuid.UUID]:
+    from tom_mma_broker.gw170817.replay import publish
+    from tom_mma_broker.kafka import open_producer
+
+    with open_producer(broker.url) as producer:
+        ids = publish(messages, producer, topics, speed=0)
+        producer.flush()
+    return ids
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_broker_stopped_while_the_publisher_task_sends_every_derived_alert_arrives_once(
+    kafka_broker, topics, celery_on_redis, tmp_path
+):
+    """The real flow; SIGSTOP the broker while the Celery publisher sends a derived alert; SIGCONT it.
+
+    First half of the light curve: the pipeline runs to its end (a derived alert reaches the TOM). Then, with
+    no worker running, the second half is ingested; the broker is stopped; a worker starts, classifies and
+    runs ``publish_outbox``, which claims the new alert and waits on the stopped broker. The broker resumes:
+    every derived alert of the outbox is in the TOM, once.
+    """
+    from tom_mma.models import ObservationTrigger
+    from tom_mma.models.derived import DerivedAlertRecord
+    from tom_mma_broker.gw170817 import replay_messages
+
+    messages = replay_messages()
+    photometry = [m for m in messages if m.stream == "photometry"]
+    first, second = messages[: len(messages) - 10], photometry[-10:]
+    stream = ReliableHopskotchAlertStream(URL=kafka_broker.url, GROUP_ID=f"sigstop-{uuid.uuid4().hex[:6]}",
+                                          START_POSITION="EARLIEST", TOPIC_HANDLERS=handlers_for(topics))  # fmt: skip
+    thread = threading.Thread(target=stream.listen, daemon=True)
+    thread.start()
+    log = tmp_path / "worker.log"
+    worker = start_worker(log, TOM_MMA_TEST_RESULTS_TOPIC=topics["results"])
+    stopped = False
+    try:
+        ids = publish_replay(kafka_broker, topics, first)
+        wait_for(lambda: demo.pipeline_settled(ids) and DerivedAlertRecord.objects.exists(), 120,
+                 "the first half of the light curve through the pipeline", worker, log)  # fmt: skip
+        before = set(OutboxMessage.objects.values_list("alert_id", flat=True))
+        stop_worker(worker)
+
+        ids += publish_replay(kafka_broker, topics, second)
+        wait_for(lambda: CandidatePoint.objects.count() == 25, 60, "the second half ingested")
+        assert not OutboxMessage.objects.exclude(alert_id__in=before).exists()  # no worker: not classified yet
+
+        os.kill(kafka_broker.pid, signal.SIGSTOP)
+        stopped = True
+        worker = start_worker(log, TOM_MMA_TEST_RESULTS_TOPIC=topics["results"])
+        # the publisher task has claimed the new derived alert and cannot deliver it
+        wait_for(lambda: OutboxMessage.objects.exclude(alert_id__in=before).filter(attempts__gte=1).exists(), 120,
+                 "the Celery publisher claiming the new derived alert on the stopped broker", worker, log)  # fmt: skip
+        assert OutboxMessage.objects.exclude(alert_id__in=before).filter(sent_at__isnull=True).exists()
+        os.kill(kafka_broker.pid, signal.SIGCONT)
+        stopped = False
+
+        wait_for(lambda: demo.pipeline_settled(ids), 180, "every derived alert in the TOM after the broker resumed",
+                 worker, log)  # fmt: skip
+    finally:
+        if stopped:
+            os.kill(kafka_broker.pid, signal.SIGCONT)
+        stream.stop()
+        thread.join(20)
+        stop_worker(worker)
+
+    outbox = list(OutboxMessage.objects.values_list("alert_id", flat=True))
+    assert len(outbox) >= 2 and set(outbox) > before
+    assert not OutboxMessage.objects.filter(sent_at__isnull=True).exists()
+    received = list(DerivedAlertRecord.objects.values_list("alert_id", flat=True))
+    assert sorted(received) == sorted(outbox)  # one to one: each derived alert arrived, and once
+    assert ObservationTrigger.objects.count() == 1

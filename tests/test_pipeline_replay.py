@@ -51,3 +51,46 @@ def test_replaygw170817_twice_archives_each_message_once(kafka_broker):
     # the same fixed ids: every message of the second replay is a duplicate of the first's
     assert second["duplicate"] == 27 and second["archived"] == 0
     assert ArchivedAlert.objects.count() == 27
+
+
+@pytest.mark.slow
+def test_mmademo_once_twice_makes_the_target_its_request_and_nothing_more(kafka_broker, settings):
+    """``mmademo --once`` (eager Celery, embedded broker), run twice: the same TOM, nothing doubled."""
+    from tom_dataproducts.models import PhotometryReducedDatum
+    from tom_observations.models import ObservationRecord
+    from tom_targets.models import Target
+
+    from tests.test_pipeline import snapshot
+    from tom_mma.models import DerivedAlertRecord, ObservationTrigger
+    from tom_mma_broker.gw170817 import DEFAULT_GW_TOPIC, DEFAULT_PHOTOMETRY_TOPIC
+
+    results = f"derived.demo.{uuid.uuid4().hex[:8]}"
+    settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "RESULTS_TOPIC": results}
+    settings.TOM_MMA = {**getattr(settings, "TOM_MMA", {}), "ACCEPT_MOCK_EVENTS": True}
+    handlers = {
+        DEFAULT_GW_TOPIC: "tom_mma.handlers.lvk.igwn_gwalert_handler",
+        DEFAULT_PHOTOMETRY_TOPIC: "tom_mma_broker.handlers.photometry_handler",
+        results: "tom_mma.handlers.derived.derived_alert_handler",
+    }
+    settings.ALERT_STREAMS = [{"ACTIVE": True, "NAME": "tom_mma_broker.streams.ReliableHopskotchAlertStream",
+                               "OPTIONS": {"URL": "embedded", "TOPIC_HANDLERS": handlers}}]  # fmt: skip
+
+    def mmademo() -> str:
+        out = io.StringIO()
+        call_command("mmademo", "--once", "--speed", "0", "--timeout", "120", stdout=out)
+        return out.getvalue()
+
+    output = mmademo()
+    assert "demo complete" in output
+    assert "candidate AT2017gfo: 25 points" in output
+    assert "observation request" in output and "on Simulated for AT2017gfo" in output
+    target = Target.objects.get(name="AT2017gfo")
+    assert PhotometryReducedDatum.objects.filter(target=target).count() == 25
+    scores = DerivedAlertRecord.objects.filter(target=target, kind="classification")
+    assert scores.exists() and max(scores.values_list("kilonova_score", flat=True)) > 0.9
+    assert ObservationRecord.objects.filter(target=target).count() == 1
+    assert ObservationTrigger.objects.get(target=target).details["region"] == "inside"
+    first = snapshot()
+
+    assert "demo complete" in mmademo()
+    assert snapshot() == first
