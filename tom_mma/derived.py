@@ -206,7 +206,8 @@ def add_photometry(target: Any, points: tuple[PhotometryPoint, ...] | list[Photo
 
     Points are ``tom_dataproducts`` ``PhotometryReducedDatum`` rows (the model the target page plots):
     ``brightness`` / ``brightness_error`` for detections, ``limit`` for upper limits, ``bandpass``,
-    ``telescope``, the time from the MJD. A point the Target has already (same time, band and
+    ``telescope``, the time from the MJD, ``unit`` from the point's magnitude system (``"AB mag"``,
+    ``"Vega mag"``). A point the Target has already (same time, band and
     magnitude or limit), from any source, is skipped.
     """
     if not points:
@@ -235,7 +236,7 @@ def add_photometry(target: Any, points: tuple[PhotometryPoint, ...] | list[Photo
                 brightness=brightness,
                 brightness_error=point.magnitude_error,
                 limit=limit,
-                unit="AB mag",
+                unit=f"{point.system} mag",  # "AB mag" or "Vega mag", as the alert says
                 telescope=point.telescope or "",
                 source_name=PHOTOMETRY_SOURCE,
                 source_location=str(alert_id),

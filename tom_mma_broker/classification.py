@@ -56,7 +56,7 @@ def derived_alert_for(classification: Classification, points: list[CandidatePoin
         gw_event=candidate.gw_event or None,
         photometry=tuple(
             AlertPoint(mjd=p.mjd, band=p.band, magnitude=p.magnitude, magnitude_error=p.magnitude_error,
-                       upper_limit=p.upper_limit, telescope=p.telescope or None)
+                       upper_limit=p.upper_limit, telescope=p.telescope or None, system=p.system)
             for p in points
         ),
     )  # fmt: skip

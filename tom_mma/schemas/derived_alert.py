@@ -41,6 +41,7 @@ from typing import Any
 __all__ = [
     "SCHEMA_ID",
     "KINDS",
+    "MAGNITUDE_SYSTEMS",
     "Candidate",
     "PhotometryPoint",
     "DerivedAlert",
@@ -167,6 +168,10 @@ class Candidate:
         )
 
 
+MAGNITUDE_SYSTEMS = ("AB", "Vega")
+"""The magnitude systems a derived alert's photometry may be in (as in ``tom-mma/photometry/v1``)."""
+
+
 @dataclass(frozen=True)
 class PhotometryPoint:
     """One photometric point the classification used.
@@ -178,13 +183,15 @@ class PhotometryPoint:
     band : str
         Filter name (e.g. ``"g"``, ``"r"``, ``"ZTF_r"``).
     magnitude : float
-        AB magnitude, or the limiting magnitude when ``upper_limit`` is true.
+        Magnitude in ``system``, or the limiting magnitude when ``upper_limit`` is true.
     magnitude_error : float or None
         1-sigma error; ``None`` for upper limits or when unknown.
     upper_limit : bool
         True if ``magnitude`` is a non-detection limit.
     telescope : str or None
         Where the point came from.
+    system : str
+        Magnitude system, one of :data:`MAGNITUDE_SYSTEMS` (optional in v1; absent means ``"AB"``).
     """
 
     mjd: float
@@ -193,6 +200,11 @@ class PhotometryPoint:
     magnitude_error: float | None = None
     upper_limit: bool = False
     telescope: str | None = None
+    system: str = "AB"
+
+    def __post_init__(self) -> None:
+        if self.system not in MAGNITUDE_SYSTEMS:
+            raise _fail(f"photometry[].system must be one of {', '.join(MAGNITUDE_SYSTEMS)}, not {self.system!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of this point."""
@@ -203,6 +215,7 @@ class PhotometryPoint:
             "magnitude_error": self.magnitude_error,
             "upper_limit": self.upper_limit,
             "telescope": self.telescope,
+            "system": self.system,
         }
 
     @classmethod
@@ -223,6 +236,7 @@ class PhotometryPoint:
             magnitude_error=error,
             upper_limit=upper,
             telescope=_str(data.get("telescope"), f"{where}.telescope", nullable=True),
+            system=_str(data.get("system", "AB"), f"{where}.system"),
         )
 
 
