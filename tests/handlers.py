@@ -39,3 +39,35 @@ def requires_marker(alert, metadata) -> None:
     if not HandledMessage.objects.filter(seq=-1).exists():
         raise LookupError("marker row missing")
     HandledMessage.objects.create(seq=alert.content["seq"], topic=metadata.topic)
+
+
+#: OperationalErrors raised so far per seq by :func:`transient_db`
+TRANSIENT_DB_FAILURES: collections.Counter = collections.Counter()
+
+
+def transient_db(alert, metadata) -> None:
+    """Raise a database OperationalError (as a deadlock would) the first ``content['fail_times']`` calls."""
+    from django.db import OperationalError
+
+    content = alert.content
+    seq = content["seq"]
+    CALLS[seq] += 1
+    if TRANSIENT_DB_FAILURES[seq] < content.get("fail_times", 0):
+        TRANSIENT_DB_FAILURES[seq] += 1
+        raise OperationalError("deadlock detected")
+    HandledMessage.objects.create(seq=seq, topic=metadata.topic)
+
+
+class RejectedAlert(ValueError):
+    """An alert that can never be handled (duck-typed ``permanent``, as tom_mma's NoticeError)."""
+
+    permanent = True
+
+
+def reject_permanently(alert, metadata) -> None:
+    """Raise a permanent error for ``{"reject": true}``, with the alert's ``text`` in the message."""
+    content = alert.content
+    CALLS[content["seq"]] += 1
+    if content.get("reject"):
+        raise RejectedAlert(f"rejected: {content.get('text', '')}")
+    HandledMessage.objects.create(seq=content["seq"], topic=metadata.topic)

@@ -1,8 +1,14 @@
 """Decode Kafka message payloads into hop models and archive-ready content.
 
 Formats follow hop's ``_format`` header (``json``, ``avro``, ``voevent``, ``circular``,
-``gcntextnotice``, ``blob``); without one, JSON and Avro object-container files are recognised
-by their bytes. Decoding never unpickles anything.
+``gcntextnotice``, ``blob``); without one, JSON, Avro object-container files, VOEvent XML and
+GCN Classic text notices (``TITLE:``/``NOTICE_DATE:`` lines) are recognised by their bytes.
+Decoding never unpickles anything.
+
+Decoded content is untrusted: before it reaches the archive's JSON column,
+:class:`ArchiveJSONEncoder` replaces what a database refuses to store (NUL characters, which
+PostgreSQL's ``jsonb`` and ``text`` reject; lone UTF-16 surrogates; integers beyond 64 bits are
+kept, through the standard library). The raw bytes are always kept as they came.
 
 Avro object-container files repeat their writer schema in every message; parsing it is most of
 the cost of a decode, so parsed schemas are cached by their bytes (a stream has few schemas).
@@ -13,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
+import re
 import zlib
 from dataclasses import dataclass
 from decimal import Decimal
@@ -30,6 +38,8 @@ __all__ = [
     "decode",
     "read_avro_container",
     "ArchiveJSONEncoder",
+    "UnstorableContent",
+    "clean_text",
 ]
 
 AVRO_MAGIC = b"Obj\x01"
@@ -48,6 +58,29 @@ _HEADER_SCHEMA = fastavro.parse_schema(
 
 class DecodeError(ValueError):
     """A payload that cannot be decoded in the format it claims (or any known format)."""
+
+
+class UnstorableContent(ValueError):
+    """Decoded content that cannot be written as JSON even after cleaning (see :class:`ArchiveJSONEncoder`)."""
+
+
+def clean_text(text: str) -> str:
+    """``text`` without what a database text column refuses: NUL becomes ``\\x00``, lone surrogates ``?``.
+
+    Examples
+    --------
+    >>> clean_text("bad\\x00byte")
+    'bad\\\\x00byte'
+    >>> clean_text("fine")
+    'fine'
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 @dataclass(frozen=True)
@@ -80,18 +113,27 @@ def detect_format(headers: list[tuple[str, bytes]] | None, payload: bytes) -> st
     'avro'
     >>> detect_format(None, b"\\x00\\x01")
     'blob'
+    >>> detect_format(None, b"TITLE:           GCN/LVC NOTICE\\nNOTICE_DATE:     Thu 17 Aug 17")
+    'gcntextnotice'
     """
     value = header_value(headers, "_format")
     if value is not None:
-        return value.decode("utf-8", "replace").strip().lower() or "blob"
+        text = value.decode("utf-8", "replace").replace("\x00", "").strip().lower()
+        return text if text.isprintable() and text else "blob"
     if payload[:4] == AVRO_MAGIC:
         return "avro"
-    stripped = payload.lstrip()[:1]
-    if stripped in (b"{", b"["):
+    stripped = payload.lstrip()
+    if stripped[:1] in (b"{", b"["):
         return "json"
-    if stripped == b"<":
+    if stripped[:1] == b"<":
         return "voevent"
+    if _GCN_TEXT.match(stripped[:4096]):
+        return "gcntextnotice"
     return "blob"
+
+
+# GCN Classic text notices start with their TITLE: line (NOTICE_DATE: follows); both are tolerated first
+_GCN_TEXT = re.compile(rb"(TITLE|NOTICE_DATE):[ \t]")
 
 
 @lru_cache(maxsize=64)
@@ -169,6 +211,8 @@ def _decode_json(payload: bytes) -> Decoded:
         content = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError(f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:  # nested deeper than Python's recursion limit
+        raise DecodeError(f"invalid JSON: nested too deeply ({exc})") from exc
     return Decoded("json", JSONBlob(content=content), content)
 
 
@@ -232,11 +276,62 @@ class ArchiveJSONEncoder(DjangoJSONEncoder):
     digest, so that the JSON column stays small and queryable. Encoding uses orjson (about ten
     times faster than the standard library on alert packets: it is on ingest's hot path).
 
+    The content may hold what a database refuses (the payload is untrusted): NUL characters
+    (PostgreSQL rejects ``\\u0000`` in ``jsonb``) become U+FFFD, lone surrogates ``?``, NaN and
+    infinities null; integers beyond 64 bits, which orjson refuses, go through the standard
+    library. Content that still cannot be written raises :class:`UnstorableContent`.
+
     Examples
     --------
     >>> ArchiveJSONEncoder().encode({"cutout": b"abc", "x": float("nan")})[:28]
     '{"cutout":{"$bytes":3,"sha25'
+    >>> ArchiveJSONEncoder().encode({"a": "x\\x00y"}) == '{"a":"x\\ufffdy"}'
+    True
+    >>> ArchiveJSONEncoder().encode({"big": 2**70})
+    '{"big": 1180591620717411303424}'
     """
 
     def encode(self, o: Any) -> str:
-        return orjson.dumps(o, default=_orjson_default, option=orjson.OPT_NON_STR_KEYS).decode()
+        try:
+            text = orjson.dumps(o, default=_orjson_default, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # orjson.JSONEncodeError: surrogates, huge integers, deep nesting
+            return _encode_cleaned(o)
+        if b"\\u0000" in text:  # rare: clean only then (a cheap scan of the encoded bytes)
+            return _encode_cleaned(o)
+        return text.decode()
+
+
+def _clean(o: Any) -> Any:
+    if isinstance(o, str):
+        if "\x00" in o:
+            o = o.replace("\x00", "\ufffd")
+        try:
+            o.encode("utf-8")
+        except UnicodeEncodeError:
+            o = o.encode("utf-8", "replace").decode("utf-8")
+        return o
+    if isinstance(o, dict):
+        return {_clean(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_clean(v) for v in o]
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
+class _StdlibEncoder(DjangoJSONEncoder):
+    def default(self, o: Any) -> Any:
+        if isinstance(o, bytes | bytearray | memoryview | Decimal):
+            return _orjson_default(o)
+        return super().default(o)
+
+
+def _encode_cleaned(o: Any) -> str:
+    try:
+        cleaned = _clean(o)
+        try:
+            return orjson.dumps(cleaned, default=_orjson_default, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:
+            return json.dumps(cleaned, cls=_StdlibEncoder, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise UnstorableContent(f"content cannot be stored as JSON: {type(exc).__name__}: {exc}") from exc

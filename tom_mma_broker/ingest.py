@@ -11,6 +11,19 @@ Guarantees, per batch, in one database transaction:
 * a handler runs inside a savepoint; if it raises, its writes are rolled back and it is tried
   again, up to ``MAX_HANDLER_ATTEMPTS`` in all; then the message is quarantined with the
   reason. A payload that cannot be decoded is quarantined at once;
+* a handler exception whose class has a truthy ``permanent`` attribute (duck-typed, e.g.
+  ``class NoticeError(ValueError): permanent = True``) says that trying again cannot help: the
+  message is quarantined at the first attempt;
+* a transient database error inside a handler (``OperationalError``: a deadlock, a
+  serialization failure, ``database is locked``; ``InterfaceError``: a lost connection) is not
+  the message's fault: it is raised again, nothing of the batch is kept, and the stream retries
+  the batch under its backoff. The message is never quarantined for it;
+* a message the database cannot store (a ``DataError``, content that cannot be written as
+  JSON) does not block its batch: the batch is redone one message at a time, and that message
+  is archived with its raw bytes, no content, and quarantined (stage ``archive``). Decoded
+  content and error texts are cleaned first of what PostgreSQL rejects (NUL characters);
+* a message with hop's ``_test`` header, read by a stream that ignores test messages, is
+  archived with status ``test`` and its handler is not run;
 * the caller commits offsets only after this transaction commits (at-least-once delivery).
 """
 
@@ -31,12 +44,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from .conf import broker_settings
-from .formats import DecodeError, decode, detect_format, header_value
+from .formats import DecodeError, UnstorableContent, clean_text, decode, detect_format, header_value
 from .models import ArchivedAlert, QuarantinedAlert, TopicHealth
 
 __all__ = [
@@ -46,11 +59,37 @@ __all__ = [
     "Ingestor",
     "HandlerMap",
     "record_stream_error",
+    "is_permanent",
+    "TRANSIENT_DB_ERRORS",
 ]
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Any, Any], Any]
+
+KEY_MAX_LENGTH = ArchivedAlert._meta.get_field("key").max_length
+TOPIC_MAX_LENGTH = ArchivedAlert._meta.get_field("topic").max_length
+
+# database errors that say nothing about the message: the batch is retried, never quarantined
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+# a message the database cannot store: archived without content and quarantined, alone
+_UNSTORABLE = (DataError, UnstorableContent)
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether ``exc`` says that handling its message again cannot succeed.
+
+    The convention is duck-typed, so that handler code need not import this module: an
+    exception class with a truthy ``permanent`` attribute.
+
+    Examples
+    --------
+    >>> class NoticeError(ValueError):
+    ...     permanent = True
+    >>> is_permanent(NoticeError("no such field")), is_permanent(ValueError("x"))
+    (True, False)
+    """
+    return bool(getattr(exc, "permanent", False))
 
 
 class Outcome(enum.StrEnum):
@@ -60,6 +99,7 @@ class Outcome(enum.StrEnum):
     ARCHIVED = "archived"
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
+    TEST = "test"
 
 
 @dataclass
@@ -78,6 +118,8 @@ class Envelope:
     kafka_key: bytes | str | None = None
     raw: Any = None  # the confluent-kafka message, for offset commits
     origin: str = "kafka"
+    #: a hop test message (``_test`` header) that the stream archives without running its handler
+    test: bool = False
     _decoded: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -155,8 +197,15 @@ class Envelope:
         if message_id is not None:
             return f"id:{message_id}"
         if self.origin == "kafka":
-            return f"kafka:{self.topic}/{self.partition}/{self.offset}"
-        return f"sha256:{self.topic}/{hashlib.sha256(self.payload).hexdigest()}"
+            key = f"kafka:{self.topic}/{self.partition}/{self.offset}"
+        else:
+            key = f"sha256:{self.topic}/{hashlib.sha256(self.payload).hexdigest()}"
+        if len(key) > KEY_MAX_LENGTH:
+            # a long topic name would overflow the column: name the topic by its digest instead
+            scheme, rest = key.split(":", 1)
+            topic_digest = hashlib.sha256(self.topic.encode()).hexdigest()[:32]
+            key = f"{scheme}:~{topic_digest}{rest[len(self.topic) :]}"
+        return key
 
     def metadata(self) -> Any:
         """A hop ``Metadata`` for handlers (the same shape tom-alertstreams passes)."""
@@ -222,6 +271,7 @@ class HandlerMap:
 def _headers_json(headers: Iterable[tuple[str, bytes]]) -> list[list[str]]:
     out = []
     for key, value in headers:
+        key = clean_text(key) if isinstance(key, str) else str(key)
         if isinstance(value, bytes):
             try:
                 text = value.decode("utf-8")
@@ -239,7 +289,10 @@ def _headers_json(headers: Iterable[tuple[str, bytes]]) -> list[list[str]]:
 def _kafka_time(ms: int | None) -> datetime | None:
     if not ms or ms < 0:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):  # a producer's clock (or a hostile one) beyond year 9999
+        return None
 
 
 class _Quarantine(Exception):
@@ -293,18 +346,46 @@ class Ingestor:
         try:
             with transaction.atomic():
                 return self._ingest(envelopes)
-        except IntegrityError:
-            # another consumer archived one of these messages between our check and our insert:
-            # redo the batch one message at a time, each in its own transaction
-            logger.info("archive key race in a batch of %d; retrying one by one", len(envelopes))
-            results = []
-            for envelope in envelopes:
-                try:
-                    with transaction.atomic():
-                        results.extend(self._ingest([envelope]))
-                except IntegrityError:
+        except (IntegrityError, *_UNSTORABLE) as exc:
+            # another consumer archived one of these messages between our check and our insert,
+            # or one message holds data the database refuses: redo the batch one message at a
+            # time, each in its own transaction, so that only that message is set aside
+            logger.info("%s in a batch of %d; retrying one by one", type(exc).__name__, len(envelopes))
+        results = []
+        for envelope in envelopes:
+            try:
+                with transaction.atomic():
+                    results.extend(self._ingest([envelope]))
+            except IntegrityError as exc:
+                if ArchivedAlert.objects.filter(key=envelope.key).exists():
                     results.append(IngestResult(envelope, Outcome.DUPLICATE))
-            return results
+                else:  # not a key race: a constraint the row breaks (e.g. SQLite's JSON check)
+                    results.append(self._archive_unstorable(envelope, exc))
+            except _UNSTORABLE as exc:
+                results.append(self._archive_unstorable(envelope, exc))
+        return results
+
+    def _archive_unstorable(self, envelope: Envelope, exc: Exception) -> IngestResult:
+        """Archive a message the database refused: raw bytes, no content, quarantined (stage ``archive``).
+
+        Raises
+        ------
+        django.db.DatabaseError
+            If even this row cannot be written (the database itself is failing).
+        """
+        now = timezone.now()
+        key = envelope.key
+        row = self._archive_row(envelope, key, now)
+        row.topic = row.topic[:TOPIC_MAX_LENGTH]
+        row.status = ArchivedAlert.Status.QUARANTINED
+        failure = _Quarantine("archive", exc, 1)
+        result = IngestResult(envelope, Outcome.QUARANTINED, clean_text(str(failure)))
+        with transaction.atomic():
+            row.save(force_insert=True)
+            self._quarantine_row(row, failure).save(force_insert=True)
+            self._update_health([result], now)
+        logger.warning("archived %s without content and quarantined it: %s", envelope.describe(), result.reason)
+        return result
 
     def _ingest(self, envelopes: Sequence[Envelope]) -> list[IngestResult]:
         now = timezone.now()
@@ -328,7 +409,8 @@ class Ingestor:
             try:
                 item = envelope.decoded()
             except DecodeError as exc:
-                failures[i] = _Quarantine("decode", exc, 1)
+                if not envelope.test:  # a test message that does not decode is still only a test
+                    failures[i] = _Quarantine("decode", exc, 1)
                 continue
             decoded[i] = item
             if self.store_content and item.content is not None:
@@ -337,6 +419,10 @@ class Ingestor:
 
         quarantined: list[QuarantinedAlert] = []
         for i, envelope, row in fresh:
+            if envelope.test:
+                results[i] = IngestResult(envelope, Outcome.TEST)
+                logger.info("test message %s archived; its handler was not run", envelope.describe())
+                continue
             handler = self.handlers(envelope.topic)
             if i not in failures and handler is not None:
                 try:
@@ -349,7 +435,7 @@ class Ingestor:
                 if row.pk is None:
                     self._fetch_pks([row])
                 quarantined.append(self._quarantine_row(row, failure))
-                results[i] = IngestResult(envelope, Outcome.QUARANTINED, str(failure))
+                results[i] = IngestResult(envelope, Outcome.QUARANTINED, clean_text(str(failure)))
                 logger.warning("quarantined %s after %d attempt(s): %s", envelope.describe(), failure.attempts, failure)
             else:
                 outcome = Outcome.HANDLED if handler is not None else Outcome.ARCHIVED
@@ -366,6 +452,10 @@ class Ingestor:
     # -- pieces -----------------------------------------------------------------------------
     def _archive_row(self, envelope: Envelope, key: str, now: datetime) -> ArchivedAlert:
         handler = self.handlers(envelope.topic)
+        if envelope.test:
+            status = ArchivedAlert.Status.TEST
+        else:
+            status = ArchivedAlert.Status.HANDLED if handler is not None else ArchivedAlert.Status.ARCHIVED
         return ArchivedAlert(
             key=key,
             message_id=envelope.message_id,
@@ -378,7 +468,7 @@ class Ingestor:
             format=envelope.format,
             payload=envelope.payload,
             size=len(envelope.payload),
-            status=ArchivedAlert.Status.HANDLED if handler is not None else ArchivedAlert.Status.ARCHIVED,
+            status=status,
         )
 
     def _insert(self, rows: list[ArchivedAlert]) -> None:
@@ -405,8 +495,13 @@ class Ingestor:
                 with transaction.atomic():
                     handler(model, metadata)
                 return
+            except TRANSIENT_DB_ERRORS:
+                # the database's failure, not the message's: the whole batch is retried under the
+                # stream's backoff (the savepoint is gone; the batch transaction must roll back)
+                logger.warning("transient database error in the handler of %s: batch retried", envelope.describe())
+                raise
             except Exception as exc:  # a handler's failure is the message's, not the stream's
-                if attempt >= self.max_attempts:
+                if attempt >= self.max_attempts or is_permanent(exc):
                     raise _Quarantine("handle", exc, attempt) from exc
                 logger.info(
                     "handler for %s failed (attempt %d of %d): %s: %s",
@@ -426,9 +521,9 @@ class Ingestor:
         return QuarantinedAlert(
             alert_id=row.pk,
             stage=failure.stage,
-            reason=f"{type(exc).__name__}: {exc}"[:10000],
-            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}"[:200],
-            traceback="".join(traceback.format_exception(exc))[-20000:],
+            reason=clean_text(f"{type(exc).__name__}: {exc}"[:10000]),
+            error_type=clean_text(f"{type(exc).__module__}.{type(exc).__qualname__}"[:200]),
+            traceback=clean_text("".join(traceback.format_exception(exc))[-20000:]),
             attempts=failure.attempts,
         )
 
@@ -438,7 +533,7 @@ class Ingestor:
         for result in results:
             counts[result.envelope.topic][result.outcome] += 1
             if result.outcome is Outcome.QUARANTINED:
-                errors[result.envelope.topic] = f"{result.envelope.key}: {result.reason}"[:2000]
+                errors[result.envelope.topic] = clean_text(f"{result.envelope.key}: {result.reason}"[:2000])
         for topic, c in counts.items():
             if topic not in self._known_topics:
                 TopicHealth.objects.get_or_create(topic=topic)
@@ -449,6 +544,7 @@ class Ingestor:
                 "messages_archived": F("messages_archived") + c[Outcome.ARCHIVED],
                 "messages_quarantined": F("messages_quarantined") + c[Outcome.QUARANTINED],
                 "duplicates": F("duplicates") + c[Outcome.DUPLICATE],
+                "messages_test": F("messages_test") + c[Outcome.TEST],
                 "updated": now,
             }
             if topic in errors:
@@ -465,7 +561,7 @@ def record_stream_error(topics: Iterable[str], error: str) -> None:
     try:
         for topic in topics:
             TopicHealth.objects.update_or_create(
-                topic=topic, defaults={"last_error": error[:2000], "last_error_at": now}
+                topic=topic, defaults={"last_error": clean_text(error[:2000]), "last_error_at": now}
             )
     except Exception:  # noqa: BLE001 - the health record is best effort; the caller logs the error
         logger.debug("could not record stream error in topic health", exc_info=True)

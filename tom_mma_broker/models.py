@@ -23,6 +23,7 @@ class ArchivedAlert(models.Model):
         HANDLED = "handled", "handled"
         ARCHIVED = "archived", "archived (no handler)"
         QUARANTINED = "quarantined", "quarantined"
+        TEST = "test", "test message (handler not run)"
 
     key = models.CharField(max_length=300, unique=True)
     message_id = models.UUIDField(null=True, blank=True, help_text="hop's _id header")
@@ -79,6 +80,7 @@ class TopicHealth(models.Model):
     messages_archived = models.BigIntegerField(default=0, help_text="archived, no handler for the topic")
     messages_quarantined = models.BigIntegerField(default=0)
     duplicates = models.BigIntegerField(default=0)
+    messages_test = models.BigIntegerField(default=0, help_text="hop test messages, archived, no handler run")
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     updated = models.DateTimeField(auto_now=True)

@@ -9,7 +9,11 @@ Put ``tom_mma_broker.streams.ReliableHopskotchAlertStream`` where tom-alertstrea
 * idempotent: every message is archived once (see :mod:`tom_mma_broker.ingest`), so a
   redelivered message runs no handler twice;
 * poison messages are retried a bounded number of times and quarantined; the stream goes on;
-* a lost broker is retried forever with exponential backoff and full jitter, each attempt logged;
+* a lost broker (or missing topics, or a failing database) is retried forever with exponential
+  backoff and full jitter, each attempt logged; a misconfigured stream (a URL that is not
+  ``kafka://host:port`` or ``embedded``) raises ``ImproperlyConfigured`` at once instead;
+* every message read is accounted for: hop test messages are archived with status ``test``
+  rather than dropped;
 * no network in the constructor, and it can run without authentication (``AUTH: False`` or
   no ``USERNAME``), as a local or embedded broker needs.
 """
@@ -27,7 +31,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, InterfaceError, close_old_connections
 from django.utils.module_loading import import_string
 from tom_alertstreams.alertstreams.alertstream import AlertStream
 
@@ -35,7 +39,7 @@ from .conf import broker_settings
 from .embedded import EmbeddedBrokerError
 from .formats import header_value
 from .ingest import Envelope, HandlerMap, Ingestor, IngestResult, Outcome, record_stream_error
-from .kafka import hop_auth, resolve_broker_url
+from .kafka import EMBEDDED, hop_auth, resolve_broker_url
 
 __all__ = ["ReliableHopskotchAlertStream", "Backoff", "BrokerLost"]
 
@@ -50,8 +54,24 @@ class BrokerLost(ConnectionError):
 
 
 # failures of the broker, the database or the network: back off and reopen the stream.
-# (hop raises ValueError when a subscribed topic does not exist yet.)
-_RECOVERABLE = (BrokerLost, EmbeddedBrokerError, DatabaseError, OSError, KafkaException, ValueError)
+# (hop raises ValueError when a subscribed topic does not exist yet; a bad URL is refused earlier,
+# as ImproperlyConfigured, which is never retried.)
+_RECOVERABLE = (BrokerLost, EmbeddedBrokerError, DatabaseError, InterfaceError, OSError, KafkaException, ValueError)
+
+
+def _check_url(url: Any) -> None:
+    """Refuse a stream URL that can never work (no network: the broker itself is not asked)."""
+    from urllib.parse import urlparse
+
+    if url in (None, "") or url == EMBEDDED:
+        return
+    if not isinstance(url, str):
+        raise ImproperlyConfigured(f"the stream URL must be a string, not {type(url).__name__}")
+    if url.rstrip("/") == f"kafka://{EMBEDDED}":
+        return
+    parsed = urlparse(url)
+    if parsed.scheme != "kafka" or not parsed.netloc:
+        raise ImproperlyConfigured(f"the stream URL must be kafka://host:port or 'embedded', not {url!r}")
 
 
 class Backoff:
@@ -107,7 +127,8 @@ class ReliableHopskotchAlertStream(AlertStream):
     ``START_POSITION``
         ``EARLIEST`` or ``LATEST`` (default), for a group with no committed offset.
     ``IGNORE_TEST``
-        Drop messages with hop's ``_test`` header (default True, as hop does).
+        Do not run the handler for messages with hop's ``_test`` header (default True, as hop
+        ignores them): they are archived with status ``test`` and counted in ``TopicHealth``.
     """
 
     TOPIC_RECHECK_S = 60
@@ -126,6 +147,7 @@ class ReliableHopskotchAlertStream(AlertStream):
         if self.start_position not in ("EARLIEST", "LATEST"):
             raise ImproperlyConfigured(f"START_POSITION must be EARLIEST or LATEST, not {self.start_position!r}")
         self.ignore_test = bool(kwargs.get("IGNORE_TEST", True))
+        _check_url(kwargs.get("URL"))
         self.handler_map = HandlerMap(self.alert_handler)
         if not self.handler_map.topics() and not self.handler_map.has_wildcards():
             raise ImproperlyConfigured("TOPIC_HANDLERS names no topic: the stream would read nothing")
@@ -174,7 +196,10 @@ class ReliableHopskotchAlertStream(AlertStream):
         from hop.io import StartPosition
         from hop.io import list_topics as hop_list_topics
 
-        base = resolve_broker_url(self.url)
+        try:
+            base = resolve_broker_url(self.url)
+        except ValueError as exc:  # a URL that can never work: stop, do not retry forever
+            raise ImproperlyConfigured(str(exc)) from exc
         auth = self.stream_auth()
         available = set(hop_list_topics(base, auth=auth, timeout=10.0))
         wanted = self.topics(available)
@@ -238,6 +263,9 @@ class ReliableHopskotchAlertStream(AlertStream):
                 done = self._consume(consumer, ingestor, backoff, max_messages, idle_timeout)
                 if done:
                     break
+            except ImproperlyConfigured:
+                logger.error("the stream is misconfigured; it stops")
+                raise
             except _RECOVERABLE as exc:
                 self._backoff(backoff, topics, exc)
             except Exception as exc:
@@ -359,9 +387,9 @@ class _Prefetcher(threading.Thread):
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(error)
-            if self.ignore_test and header_value(message.headers(), "_test") is not None:
-                continue
             envelope = Envelope.from_kafka(message)
+            # a test message is archived (every message is accounted for), its handler not run
+            envelope.test = self.ignore_test and header_value(message.headers(), "_test") is not None
             envelope.predecode()
             envelopes.append(envelope)
         return messages, envelopes
