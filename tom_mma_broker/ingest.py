@@ -531,9 +531,10 @@ class Ingestor:
         counts: dict[str, Counter] = defaultdict(Counter)
         errors: dict[str, str] = {}
         for result in results:
-            counts[result.envelope.topic][result.outcome] += 1
+            topic = result.envelope.topic[:TOPIC_MAX_LENGTH]  # as archived (see _archive_unstorable)
+            counts[topic][result.outcome] += 1
             if result.outcome is Outcome.QUARANTINED:
-                errors[result.envelope.topic] = clean_text(f"{result.envelope.key}: {result.reason}"[:2000])
+                errors[topic] = clean_text(f"{result.envelope.key}: {result.reason}"[:2000])
         for topic, c in counts.items():
             if topic not in self._known_topics:
                 TopicHealth.objects.get_or_create(topic=topic)
@@ -584,7 +585,9 @@ def _copy_rows(rows: list[ArchivedAlert]) -> None:
     dumps = ArchiveJSONEncoder().encode
     table = ArchivedAlert._meta.db_table
     columns = ", ".join(f'"{name}"' for name, _ in _COPY_COLUMNS)
-    with connection.cursor() as cursor:
+    # the raw psycopg cursor raises psycopg's errors: wrap them into Django's (IntegrityError for a key
+    # race, DataError for a value PostgreSQL refuses), which ingest() handles
+    with connection.cursor() as cursor, connection.wrap_database_errors:
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
         with raw.copy(f'COPY "{table}" ({columns}) FROM STDIN (FORMAT BINARY)') as copy:
             copy.set_types([kind for _, kind in _COPY_COLUMNS])
