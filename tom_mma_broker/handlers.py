@@ -82,6 +82,8 @@ def queue_classification(candidate_pk: int, using: str | None = None) -> None:
     if not connection.in_atomic_block:
         transaction.on_commit(callback, using=using, robust=True)
         return
+    # run_on_commit (Django's list of (savepoint ids, callback, robust)) holds exactly the callbacks that will
+    # still run at this transaction's commit: Django drops a rolled-back savepoint's entries from it
     registered = {id(entry[1]) for entry in connection.run_on_commit}
     pending: dict[int, Callable[[], None]] = getattr(connection, _PENDING_ATTR, {})
     # forget the callbacks of earlier transactions (run, or dropped with a rollback)
