@@ -153,6 +153,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "tom_mma_broker.tasks.sweep", "schedule": 30.0},
     # observation requests of retracted events whose cancellation gave up (facility down) or was lost
     "tom_mma-sweep-cancellations": {"task": "tom_mma.gw.tasks.sweep_cancellations", "schedule": 600.0},
+    # observation requests' statuses (pending, scheduled, completed) from their facilities
+    "tom_mma-update-observation-statuses": {"task": "tom_mma.tasks.update_observation_statuses", "schedule": 120.0},
 }
 
 # --- astropy: no downloads at run time --------------------------------------------------------

@@ -99,3 +99,11 @@ def test_a_retracted_alert_is_not_evaluated_when_the_sky_map_arrives(django_capt
         derived_alert_handler(retraction_dict(original), None)
     deliver_notice("preliminary", django_capture_on_commit_callbacks)
     assert ObservationTrigger.objects.count() == 0
+
+
+def test_a_request_made_by_a_rule_carries_the_facility_status_at_once(settings, django_capture_on_commit_callbacks):
+    # the TOM's own form leaves the status blank until updatestatus; a rule's request says PENDING at once
+    settings.TOM_MMA = {"OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP": True}
+    with django_capture_on_commit_callbacks(execute=True):
+        derived_alert_handler(alert_dict(kilonova_score=0.99), None)
+    assert ObservationRecord.objects.get().status == "PENDING"

@@ -199,3 +199,16 @@ def test_state_survives_without_the_observation_record(target):
     record.update_status()
     record.refresh_from_db()
     assert record.status == "SCHEDULED" and timezone.now() < record.scheduled_end
+
+
+def test_the_periodic_task_follows_the_requests(target):
+    from tom_mma.tasks import update_observation_statuses
+
+    record = submit(target)
+    update_observation_statuses.delay()  # eager in the test settings: the task's own code runs
+    record.refresh_from_db()
+    assert record.status == "PENDING"
+    age(record.observation_id, FACILITY_SETTINGS["SIMULATED"]["COMPLETE_AFTER_SECONDS"] + 1)
+    update_observation_statuses.delay()
+    record.refresh_from_db()
+    assert record.status == "COMPLETED"

@@ -177,8 +177,21 @@ class ObservationRule:
                 observation_id=observation_id,
             )
             assign_observation_permissions(record)
+            _refresh_status(facility, record)
             records.append(record)
         return records
+
+
+def _refresh_status(facility: Any, record: ObservationRecord) -> None:
+    """Give a new record the facility's status at once (the TOM leaves it blank until ``updatestatus``).
+
+    A facility that cannot tell now is no reason to lose the request: the record keeps a blank status,
+    as the TOM's own form leaves it, and the next ``updatestatus`` fills it in.
+    """
+    try:
+        facility.update_observation_status(record.observation_id)
+    except Exception:  # noqa: BLE001 - facilities raise anything (HTTP errors, KeyError, ...)
+        logger.warning("%s could not tell the status of new request %s yet", facility.name, record.observation_id)
 
 
 def _validation_errors(result: Any) -> Any:
