@@ -85,9 +85,11 @@ def test_retraction_of_an_event_never_seen_live_still_retracts_what_cited_it(
     assert OutboxMessage.objects.filter(kind="retraction").count() == 1
 
 
-def test_a_notice_after_the_retraction_retracts_alerts_queued_since(settings, django_capture_on_commit_callbacks):
+def test_an_alert_citing_an_event_already_retracted_is_followed_by_its_retraction(
+    settings, django_capture_on_commit_callbacks
+):
     # the retraction came first and nothing cited the event yet; a derived alert citing it is queued after
-    # that; the next notice of the (still retracted) event follows it with its retraction
+    # that: its retraction is queued with it, and later notices of the (still retracted) event add nothing
     settings.TOM_MMA = {"ACCEPT_MOCK_EVENTS": True}
     settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "PUBLISH_ENABLED": True, "PUBLISH_FLOOR": 0.1}
     deliver("retraction", django_capture_on_commit_callbacks)
@@ -95,8 +97,17 @@ def test_a_notice_after_the_retraction_retracts_alerts_queued_since(settings, dj
     candidate = candidate_citing("MS181101ab")
     classify_candidate(candidate.pk)
     [original] = OutboxMessage.objects.filter(kind="classification")
-    deliver("preliminary", django_capture_on_commit_callbacks)
     [retraction] = OutboxMessage.objects.filter(kind="retraction")
     assert DerivedAlert.from_json(bytes(retraction.payload)).retracts == str(original.alert_id)
+    deliver("preliminary", django_capture_on_commit_callbacks)
     deliver("initial", django_capture_on_commit_callbacks)
     assert OutboxMessage.objects.filter(kind="retraction").count() == 1  # idempotent
+
+
+def test_an_alert_citing_an_active_event_is_not_retracted(settings, django_capture_on_commit_callbacks):
+    settings.TOM_MMA = {"ACCEPT_MOCK_EVENTS": True}
+    settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "PUBLISH_ENABLED": True, "PUBLISH_FLOOR": 0.1}
+    deliver("preliminary", django_capture_on_commit_callbacks)
+    classify_candidate(candidate_citing("MS181101ab").pk)
+    assert OutboxMessage.objects.filter(kind="classification").count() == 1
+    assert not OutboxMessage.objects.filter(kind="retraction").exists()

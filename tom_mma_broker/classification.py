@@ -103,6 +103,11 @@ def classify_candidate(candidate_pk: int) -> Classification | None:
                     classification=classification, payload=alert.to_json(),
                 )  # fmt: skip
                 transaction.on_commit(_publish_soon, robust=True)
+                if _retracted(candidate.gw_event):
+                    # the score stands, the event it cites does not: the retraction follows the alert
+                    from .publishing import queue_retractions
+
+                    queue_retractions(candidate.gw_event, f"GW event {candidate.gw_event} was retracted by LVK")
     except IntegrityError:  # the same classification, made concurrently by another worker
         return None
     logger.info(
@@ -113,6 +118,15 @@ def classify_candidate(candidate_pk: int) -> Classification | None:
         result.model_version,
     )
     return classification
+
+
+def _retracted(superevent_id: str | None) -> bool:
+    """Whether this TOM holds ``superevent_id`` as retracted (tom_mma's GW events)."""
+    if not superevent_id:
+        return False
+    from tom_mma.models import GWEvent
+
+    return GWEvent.objects.filter(superevent_id=superevent_id, state=GWEvent.State.RETRACTED).exists()
 
 
 def _publish_soon() -> None:
