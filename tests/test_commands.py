@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
@@ -115,3 +116,77 @@ def test_kafkabroker_start_status_stop(tmp_path):
         assert "not running" in run("kafkabroker", "status")
         with pytest.raises(CommandError, match="not running"):
             run("kafkabroker", "topics")
+
+
+@pytest.mark.kafka
+@pytest.mark.django_db(transaction=True)
+def test_replayalerts_publish_defaults_to_the_broker_settings(kafka_broker, topic, alert_folder):
+    """Without --url, the broker of TOM_MMA_BROKER['KAFKA_URL'] (before: a top-level settings.KAFKA_URL)."""
+    broker = {**settings.TOM_MMA_BROKER, "KAFKA_URL": kafka_broker.url}
+    with override_settings(TOM_MMA_BROKER=broker, KAFKA_URL="kafka://127.0.0.1:1"):
+        out = run("replayalerts", str(alert_folder / "a0.json"), "--topic", topic, "--publish")
+    assert out.splitlines()[-1] == f"1 messages published to {topic}"
+    stats = ReliableHopskotchAlertStream(**stream_config(topic)["OPTIONS"]).listen(max_messages=1, idle_timeout=10)
+    assert stats["handled"] == 1
+
+
+@pytest.mark.django_db
+def test_replayalerts_publish_passes_the_broker_credentials(alert_folder, monkeypatch):
+    """SCRAM cannot run against the embedded broker, so this stops at the hop Auth handed to the producer."""
+    from hop.auth import Auth
+
+    from tom_mma_broker.management.commands import replayalerts
+
+    calls = []
+
+    def fake_publish(paths, topic, url, auth=False):
+        calls.append((url, auth))
+        return iter(())
+
+    monkeypatch.setattr(replayalerts, "publish_files", fake_publish)
+    creds = {**settings.TOM_MMA_BROKER, "KAFKA_URL": "kafka://kafka.example.org", "KAFKA_USERNAME": "u"}
+    with override_settings(TOM_MMA_BROKER={**creds, "KAFKA_PASSWORD": "p"}):
+        run("replayalerts", str(alert_folder / "a0.json"), "--topic", "t", "--publish")
+    with override_settings(TOM_MMA_BROKER={**settings.TOM_MMA_BROKER, "KAFKA_USERNAME": ""}):
+        run("replayalerts", str(alert_folder / "a0.json"), "--topic", "t", "--publish", "--url", "kafka://x:9092")
+    (url, auth), (plain_url, no_auth) = calls
+    assert url == "kafka://kafka.example.org"
+    assert isinstance(auth, Auth) and auth.username == "u" and auth.password == "p"
+    assert plain_url == "kafka://x:9092" and no_auth is False
+
+
+GCN_TEXT = b"""TITLE:            GCN/LVC NOTICE
+NOTICE_DATE:      Thu 17 Aug 17 13:21:42 UT
+NOTICE_TYPE:      LVC Preliminary
+TRIGGER_NUM:      S999999zz
+COMMENTS:         A made-up notice for the tom-mma tests; not a real event.
+"""
+
+
+@pytest.mark.django_db
+def test_replayalerts_reads_gcn_classic_text_files(tmp_path):
+    """``.txt`` files that are GCN Classic text notices (a made-up sample) are decoded as such."""
+    (tmp_path / "notice.txt").write_bytes(GCN_TEXT)
+    (tmp_path / "readme.txt").write_text("just some notes")
+    out = run("replayalerts", str(tmp_path), "--topic", "gcn.classic.text")
+    assert out.splitlines()[-1] == "2 messages: 0 handled, 2 archived, 0 duplicate, 0 quarantined"
+    notice = ArchivedAlert.objects.get(format="gcntextnotice")
+    assert notice.content["fields"]["trigger_num"] == "S999999zz"
+    assert ArchivedAlert.objects.get(format="blob").content is None
+
+
+@pytest.mark.kafka
+@pytest.mark.django_db(transaction=True)
+def test_replayalerts_publishes_gcn_text_with_its_format(kafka_broker, topic, tmp_path):
+    (tmp_path / "notice.txt").write_bytes(GCN_TEXT)
+    run("replayalerts", str(tmp_path / "notice.txt"), "--topic", topic, "--publish", "--url", kafka_broker.url)
+    stream = ReliableHopskotchAlertStream(**stream_config(topic, handler=None)["OPTIONS"])
+    stream.listen(max_messages=1, idle_timeout=10)
+    row = ArchivedAlert.objects.get(topic=topic)
+    assert ["_format", "gcntextnotice"] in row.headers and row.content["fields"]["notice_type"] == "LVC Preliminary"
+
+
+@pytest.mark.django_db
+def test_replayalerts_refuses_a_topic_name_kafka_would_refuse(alert_folder):
+    with pytest.raises(CommandError, match="at most 249"):
+        run("replayalerts", str(alert_folder / "a0.json"), "--topic", "x" * 250)

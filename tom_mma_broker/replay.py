@@ -14,7 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from .formats import AVRO_MAGIC
+from .formats import AVRO_MAGIC, detect_format
 from .ingest import Envelope, HandlerMap, Ingestor, IngestResult
 
 __all__ = ["alert_files", "configured_handlers", "envelopes_for", "replay_files", "publish_files"]
@@ -51,6 +51,8 @@ def _format_header(path: Path, payload: bytes) -> list[tuple[str, bytes]]:
         return [("_format", b"json")]
     if suffix == ".xml":
         return [("_format", b"voevent")]
+    if suffix == ".txt" and detect_format(None, payload) == "gcntextnotice":  # GCN Classic text notice
+        return [("_format", b"gcntextnotice")]
     return []
 
 

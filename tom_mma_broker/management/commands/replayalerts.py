@@ -6,27 +6,35 @@ from collections import Counter
 
 from django.core.management.base import BaseCommand, CommandError
 
+from tom_mma_broker.conf import broker_settings
 from tom_mma_broker.embedded import EmbeddedBrokerError
-from tom_mma_broker.ingest import Outcome
+from tom_mma_broker.ingest import TOPIC_MAX_LENGTH, Outcome
+from tom_mma_broker.kafka import hop_auth
 from tom_mma_broker.replay import publish_files, replay_files
 
 
 class Command(BaseCommand):
     help = (
-        "Run alert files (Avro, JSON, or folders of them) through the handler that ALERT_STREAMS "
-        "configures for TOPIC, on the stream's own code path (archive, dedup, quarantine). One line per "
-        "message: handled, archived, duplicate, or quarantined with the reason. With --publish, send "
-        "them to that Kafka topic instead."
+        "Run alert files (Avro, JSON, VOEvent XML, GCN text notices, or folders of them) through the "
+        "handler that ALERT_STREAMS configures for TOPIC, on the stream's own code path (archive, dedup, "
+        "quarantine). One line per message: handled, archived, duplicate, or quarantined with the "
+        "reason. With --publish, send them to that Kafka topic instead."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+", help="alert files or folders")
         parser.add_argument("--topic", required=True, help="the topic the files are replayed as")
         parser.add_argument("--publish", action="store_true", help="publish to the Kafka topic instead")
-        parser.add_argument("--url", default=None, help="Kafka URL for --publish (default: settings.KAFKA_URL)")
+        parser.add_argument(
+            "--url",
+            default=None,
+            help="Kafka URL for --publish (default: TOM_MMA_BROKER['KAFKA_URL'], with its KAFKA_USERNAME/PASSWORD)",
+        )
 
     def handle(self, *args, **options):
         topic = options["topic"]
+        if len(topic) > TOPIC_MAX_LENGTH:
+            raise CommandError(f"a Kafka topic name has at most {TOPIC_MAX_LENGTH} characters")
         try:
             if options["publish"]:
                 self._publish(options)
@@ -40,16 +48,17 @@ class Command(BaseCommand):
                 self.stdout.write(line)
         except FileNotFoundError as exc:
             raise CommandError(str(exc)) from exc
-        summary = ", ".join(f"{counts[o]} {o.value}" for o in Outcome)
+        # files carry no hop _test header: "test" is shown only if some ingest ever reports it
+        summary = ", ".join(f"{counts[o]} {o.value}" for o in Outcome if o is not Outcome.TEST or counts[o])
         self.stdout.write(f"{sum(counts.values())} messages: {summary}")
 
     def _publish(self, options):
-        from django.conf import settings
-
-        url = options["url"] or getattr(settings, "KAFKA_URL", "embedded")
+        url = options["url"] or broker_settings.KAFKA_URL
+        # SCRAM credentials of the TOM's broker settings (never printed); none: no authentication
+        auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD)
         n = 0
         try:
-            for path, message_id in publish_files(options["paths"], options["topic"], url):
+            for path, message_id in publish_files(options["paths"], options["topic"], url, auth=auth):
                 self.stdout.write(f"published   {path} as {message_id}")
                 n += 1
         except EmbeddedBrokerError as exc:
