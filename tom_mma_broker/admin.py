@@ -5,6 +5,7 @@ Alert content is untrusted text: the admin escapes it like any field.
 
 from __future__ import annotations
 
+import base64
 import json
 
 from django.contrib import admin, messages
@@ -30,8 +31,10 @@ class ArchivedAlertAdmin(admin.ModelAdmin):
     exclude = ("payload", "content", "headers")
     readonly_fields = (
         "key", "message_id", "topic", "partition", "offset", "kafka_timestamp", "received", "format", "size",
-        "status", "headers_pretty", "content_pretty",
+        "status", "headers_pretty", "content_pretty", "payload_preview",
     )  # fmt: skip
+    #: bytes of the raw payload shown in the admin (the full payload can be megabytes)
+    PREVIEW_BYTES = 4096
     inlines = [QuarantineInline]
     show_full_result_count = False  # counting a large archive on every page is slow
 
@@ -45,6 +48,26 @@ class ArchivedAlertAdmin(admin.ModelAdmin):
         if len(text) > 100_000:
             text = text[:100_000] + "\n... (truncated)"
         return format_html("<pre>{}</pre>", text)
+
+    @admin.display(description="payload (raw bytes)")
+    def payload_preview(self, obj: ArchivedAlert) -> str:
+        """A hex dump (offset, hex, printable ASCII) and the base64 of the first bytes of the payload."""
+        data = bytes(obj.payload or b"")
+        head = data[: self.PREVIEW_BYTES]
+        lines = []
+        for start in range(0, len(head), 16):
+            chunk = head[start : start + 16]
+            text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+            lines.append(f"{start:08x}  {chunk.hex(' '):<47}  {text}")
+        more = f" (first {len(head)} shown)" if len(data) > len(head) else ""
+        return format_html(
+            "<p>{} bytes{}</p><pre>{}</pre>"
+            '<p>base64:</p><pre style="white-space: pre-wrap; overflow-wrap: anywhere">{}</pre>',
+            len(data),
+            more,
+            "\n".join(lines),
+            base64.b64encode(head).decode(),
+        )
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -75,6 +98,16 @@ class QuarantinedAlertAdmin(admin.ModelAdmin):
 class TopicHealthAdmin(admin.ModelAdmin):
     list_display = (
         "topic", "last_message_at", "messages_handled", "messages_archived", "messages_quarantined",
-        "duplicates", "last_error_at",
+        "messages_test", "duplicates", "last_error_at",
     )  # fmt: skip
-    readonly_fields = list_display + ("last_error", "updated")
+    readonly_fields = list_display + ("messages_test", "last_error", "updated")
+
+    # the stream writes these counts: the admin only shows them
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
