@@ -5,8 +5,8 @@ everything in memory: stopping it loses every topic. It is started as its own pr
 session, so that it outlives the command that started it, and its pid, port and log are kept
 in a state directory (``TOM_MMA_BROKER['EMBEDDED_STATE_DIR']``).
 
-Quirks designed around (see ``docs/kafka.md``): it binds 0.0.0.0 unless told both listener
-URLs; it reports only topic configs set at creation, and hop's producer needs
+Quirks designed around (see ``docs/reliable-stream.md`` and ``docs/running.md``): it binds
+0.0.0.0 unless told both listener URLs; it reports only topic configs set at creation, and hop's producer needs
 ``max.message.bytes``, so every topic is created with it.
 """
 
@@ -109,6 +109,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _is_tansu(pid: int) -> bool:
+    """Whether ``pid`` runs Tansu (True where ``/proc`` cannot tell): a recorded pid may have been reused."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no procfs (macOS): trust the state file
+    except OSError:
+        return True
+    return b"tansu" in cmdline.lower()
+
+
 def _port_open(host: str, port: int, timeout: float = 0.2) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -195,9 +206,10 @@ class EmbeddedKafka:
             info = BrokerInfo(**json.loads(self.state_file.read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        if _pid_alive(info.pid) and _port_open(info.host, info.port):
+        alive = _pid_alive(info.pid) and _is_tansu(info.pid)
+        if alive and _port_open(info.host, info.port):
             return info
-        if not _pid_alive(info.pid):
+        if not alive:
             self.state_file.unlink(missing_ok=True)
         return None
 
@@ -264,6 +276,10 @@ class EmbeddedKafka:
         except (OSError, ValueError, TypeError):
             return False
         running = _pid_alive(info.pid)
+        if running and not _is_tansu(info.pid):
+            # the broker died and its pid now belongs to another process: never signal that one
+            logger.warning("pid %s of the embedded broker is no longer Tansu; not stopping it", info.pid)
+            running = False
         if running:
             os.kill(info.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
