@@ -81,7 +81,7 @@ class Backoff:
     --------
     >>> b = Backoff(base=1.0, cap=8.0, rng=random.Random(0))
     >>> [round(b.next(), 2) for _ in range(5)]
-    [0.84, 1.52, 1.71, 2.07, 4.04]
+    [0.84, 1.52, 1.68, 2.07, 4.09]
     >>> b.reset(); b.attempt
     0
     """
