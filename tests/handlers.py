@@ -71,3 +71,8 @@ def reject_permanently(alert, metadata) -> None:
     if content.get("reject"):
         raise RejectedAlert(f"rejected: {content.get('text', '')}")
     HandledMessage.objects.create(seq=content["seq"], topic=metadata.topic)
+
+
+def raises_nul(alert, metadata) -> None:
+    """Fail with a NUL in the message (PostgreSQL text columns refuse it)."""
+    raise ValueError("bad byte \x00 in the alert")

@@ -66,3 +66,17 @@ def test_a_real_worker_on_redis_runs_the_task_enqueued_on_commit(celery_on_redis
         stop_worker(worker)
     assert alert.status == "handled"
     assert HandledMessage.objects.filter(seq=7).count() == 1
+
+
+@pytest.mark.django_db
+def test_rehandle_keeps_a_reason_the_database_would_refuse(settings):
+    settings.ALERT_STREAMS = [stream_config("n.topic", handler="tests.handlers.raises_nul")]
+    from tests import handlers
+
+    [result] = Ingestor({"n.topic": handlers.raises_nul}, retry_delay=0).ingest(
+        [Envelope(topic="n.topic", payload=b'{"seq": 8}', headers=[("_format", b"json")], partition=0, offset=1)]
+    )
+    assert result.outcome.value == "quarantined"
+    alert = ArchivedAlert.objects.get(topic="n.topic")
+    assert rehandle(alert.pk) == "failed"  # on PostgreSQL, a raw NUL in the reason made this save fail
+    assert "bad byte \\x00 in the alert" in QuarantinedAlert.objects.get(alert=alert).reason

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .formats import decode
+from .formats import clean_text, decode
 from .ingest import Envelope, HandlerMap
 from .models import ArchivedAlert, QuarantinedAlert, TopicHealth
 
@@ -52,8 +52,8 @@ def rehandle(alert_pk: int, handlers: HandlerMap | None = None) -> str:
                 if handler is not None:
                     handler(decoded.model, Envelope.from_archive(alert).metadata())
         except Exception as exc:  # the stream's contract: a handler's failure keeps the message quarantined
-            quarantine.reason = f"{type(exc).__name__}: {exc}"[:10000]
-            quarantine.traceback = "".join(traceback.format_exception(exc))[-20000:]
+            quarantine.reason = clean_text(f"{type(exc).__name__}: {exc}")[:10000]
+            quarantine.traceback = clean_text("".join(traceback.format_exception(exc)))[-20000:]
             quarantine.attempts += 1
             quarantine.save(update_fields=["reason", "traceback", "attempts"])
             logger.warning("re-handling %s failed again: %s", alert.key, quarantine.reason)
