@@ -217,3 +217,19 @@ def test_wildcard_topics_are_resolved_against_the_broker(kafka_broker):
         "wild.alpha",
         "wild.beta",
     ]
+
+
+def test_consumer_takes_the_tuning_and_the_settings_librdkafka_config(settings, kafka_broker, topic):
+    from tom_mma_broker.streams import CONSUMER_TUNING, _open_consumer
+
+    settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "CONSUMER_CONFIG": {"fetch.max.bytes": 1234567}}
+    consumer = _open_consumer(kafka_broker.url, [topic], "g-tuning", False, "EARLIEST", error_callback=print)
+    try:
+        config = consumer.conf._to_confluent_kafka()
+        assert config["fetch.queue.backoff.ms"] == CONSUMER_TUNING["fetch.queue.backoff.ms"]
+        assert config["fetch.max.bytes"] == 1234567
+        # the stream commits offsets itself, after the database commit
+        assert config["enable.auto.offset.store"] is False
+        assert {tp.topic for tp in consumer._consumer.assignment()} == {topic}
+    finally:
+        consumer.close()

@@ -28,6 +28,9 @@ DEFAULTS = {
     "RECONNECT_MAX_S": 60.0,
     # Keep the decoded content of known formats (JSON, Avro, VOEvent, GCN text) in the archive.
     "STORE_CONTENT": True,
+    # librdkafka settings for the reliable stream's consumer, over tom-mma's own (streams.CONSUMER_TUNING),
+    # e.g. {"fetch.max.bytes": 104857600}. Offsets and commits are the stream's: leave enable.* alone.
+    "CONSUMER_CONFIG": {},
     # --- the kilonova pipeline ---
     # Kafka for publishing derived alerts: "embedded" or kafka://host:port; credentials (from the
     # environment) for SCRAM, none for a local broker.
