@@ -30,13 +30,12 @@ ValueError: derived alert: kilonova_score must be in [0, 1], not 1.5
 
 from __future__ import annotations
 
-import json
-import math
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from tom_mma.schemas.fields import FieldReader, JSONMessage
 
 __all__ = [
     "SCHEMA_ID",
@@ -57,61 +56,14 @@ KINDS = ("classification", "retraction")
 _PREFIX = "derived alert"
 
 
-def _fail(reason: str) -> ValueError:
-    return ValueError(f"{_PREFIX}: {reason}")
-
-
-def _require(data: Mapping[str, Any], key: str, where: str = "") -> Any:
-    if key not in data:
-        raise _fail(f"missing field {where}{key!r}")
-    return data[key]
-
-
-def _str(value: Any, name: str, *, nullable: bool = False, empty: bool = False) -> str | None:
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str):
-        raise _fail(f"{name} must be a string, not {type(value).__name__}")
-    if not empty and not value.strip():
-        raise _fail(f"{name} must not be empty")
-    return value
-
-
-def _float(value: Any, name: str, *, nullable: bool = False) -> float | None:
-    if value is None and nullable:
-        return None
-    # bool is an int subclass: reject it explicitly
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(f"{name} must be a number, not {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise _fail(f"{name} must be finite, not {value}")
-    return value
-
-
-def _uuid(value: Any, name: str) -> str:
-    text = _str(value, name)
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise _fail(f"{name} must be a UUID, not {text!r}")
-
-
-def _iso_utc(value: Any, name: str) -> str:
-    text = _str(value, name)
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise _fail(f"{name} must be an ISO 8601 time, not {text!r}")
-    if parsed.tzinfo is None or parsed.utcoffset().total_seconds() != 0:
-        raise _fail(f"{name} must be in UTC (end with Z or +00:00), not {text!r}")
-    return text
-
-
-def _str_list(value: Any, name: str) -> tuple[str, ...]:
-    if not isinstance(value, list | tuple):
-        raise _fail(f"{name} must be a list, not {type(value).__name__}")
-    return tuple(_str(v, f"{name}[{i}]") for i, v in enumerate(value))
+_READ = FieldReader(_PREFIX)
+_fail = _READ.fail
+_require = _READ.require
+_str = _READ.str
+_float = _READ.float
+_uuid = _READ.uuid
+_iso_utc = _READ.iso_utc
+_str_list = _READ.str_list
 
 
 def utc_now_iso() -> str:
@@ -241,7 +193,7 @@ class PhotometryPoint:
 
 
 @dataclass(frozen=True)
-class DerivedAlert:
+class DerivedAlert(JSONMessage):
     """A derived alert, schema ``tom-mma/derived-alert/v1``.
 
     Parameters
@@ -275,6 +227,8 @@ class DerivedAlert:
     schema : str
         Always :data:`SCHEMA_ID`.
     """
+
+    _read = _READ
 
     alert_id: str
     kind: str
@@ -348,19 +302,6 @@ class DerivedAlert:
             "retracts": self.retracts,
             "reason": self.reason,
         }
-
-    def to_json(self) -> bytes:
-        """UTF-8 JSON bytes of :meth:`to_dict`, keys sorted (stable output for the same alert)."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-
-    @classmethod
-    def from_json(cls, payload: bytes | str) -> DerivedAlert:
-        """Parse JSON bytes/text; raise ``ValueError`` with the reason."""
-        try:
-            data = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _fail(f"not valid JSON ({exc})")
-        return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: Any) -> DerivedAlert:

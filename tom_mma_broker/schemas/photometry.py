@@ -28,12 +28,12 @@ ValueError: photometry point: system must be one of AB, Vega, not 'ST'
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from tom_mma.schemas.fields import FieldReader, JSONMessage
 
 __all__ = [
     "SCHEMA_ID",
@@ -56,36 +56,11 @@ _MJD_EPOCH = datetime(1858, 11, 17, tzinfo=UTC)
 _TIME_TOLERANCE_DAYS = 1.2e-5
 
 
-def _fail(reason: str) -> ValueError:
-    return ValueError(f"{_PREFIX}: {reason}")
-
-
-def _require(data: Mapping[str, Any], key: str) -> Any:
-    if key not in data:
-        raise _fail(f"missing field {key!r}")
-    return data[key]
-
-
-def _str(value: Any, name: str, *, nullable: bool = False) -> str | None:
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str):
-        raise _fail(f"{name} must be a string, not {type(value).__name__}")
-    if not value.strip():
-        raise _fail(f"{name} must not be empty")
-    return value
-
-
-def _float(value: Any, name: str, *, nullable: bool = False) -> float | None:
-    if value is None and nullable:
-        return None
-    # bool is an int subclass: reject it explicitly
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(f"{name} must be a number, not {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise _fail(f"{name} must be finite, not {value}")
-    return value
+_READ = FieldReader(_PREFIX)
+_fail = _READ.fail
+_require = _READ.require
+_str = _READ.str
+_float = _READ.float
 
 
 def mjd_to_iso(mjd: float) -> str:
@@ -151,7 +126,7 @@ def make_point_id(
 
 
 @dataclass(frozen=True)
-class PhotometryPoint:
+class PhotometryPoint(JSONMessage):
     """One photometric measurement of a source, schema ``tom-mma/photometry/v1``.
 
     Parameters
@@ -187,6 +162,8 @@ class PhotometryPoint:
     schema : str
         Always :data:`SCHEMA_ID`.
     """
+
+    _read = _READ
 
     point_id: str
     object_name: str
@@ -285,19 +262,6 @@ class PhotometryPoint:
             "source": self.source,
             "gw_event": self.gw_event,
         }
-
-    def to_json(self) -> bytes:
-        """UTF-8 JSON bytes of :meth:`to_dict`, keys sorted (the same point gives the same bytes)."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-
-    @classmethod
-    def from_json(cls, payload: bytes | str) -> PhotometryPoint:
-        """Parse JSON bytes/text; raise ``ValueError`` with the reason."""
-        try:
-            data = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _fail(f"not valid JSON ({exc})")
-        return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: Any) -> PhotometryPoint:
