@@ -54,24 +54,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Defaults of the keys this module reads until ``tom_mma.conf.DEFAULTS`` lists them.
-_DEFAULTS: dict[str, Any] = {
-    "OBSERVATION_RULES": ["tom_mma.rules.KilonovaScoreRule"],
-    "OBSERVATION_SCORE_THRESHOLD": 0.5,
-    "OBSERVATION_CREDIBLE_LEVEL": 0.9,
-    "OBSERVATION_FACILITY": "Simulated",
-    "OBSERVATION_TYPE": None,
-    "OBSERVATION_PARAMETERS": {},
-    "OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP": False,
-}
-
-
 def setting(key: str) -> Any:
-    """A ``TOM_MMA`` key this module reads, with its default."""
-    try:
-        return getattr(mma_settings, key)
-    except AttributeError:  # not yet in tom_mma.conf.DEFAULTS
-        return mma_settings.user_settings.get(key, _DEFAULTS[key])
+    """A ``TOM_MMA`` key this module reads, with its default (:data:`tom_mma.conf.DEFAULTS`)."""
+    return getattr(mma_settings, key)
 
 
 class FacilityRejected(Exception):
