@@ -6,14 +6,11 @@ are in-process fakes (they stand for remote observatories).
 
 from __future__ import annotations
 
-import base64
-import copy
 import io
 import itertools
 import json
 from pathlib import Path
 
-import fastavro
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -24,6 +21,7 @@ from tom_observations.facility import BaseManualObservationFacility, BaseRobotic
 from tom_observations.models import ObservationRecord
 from tom_targets.models import Target
 
+from tests.lvk_samples import DATA, SEQUENCE, avro_record, json_form
 from tom_mma import signals
 from tom_mma.gw import events, receivers
 from tom_mma.gw.notices import NoticeError
@@ -33,27 +31,10 @@ from tom_mma.models import EventCandidate, EventNotice, EventObservation, EventS
 
 pytestmark = pytest.mark.django_db
 
-DATA = Path(__file__).parent / "data" / "lvk"
-SEQUENCE = ["earlywarning", "preliminary", "initial", "update", "ext-update", "retraction"]
 BEST = (194.30419921874997, -17.856895095545468)  # the most probable position of MS181101ab
 
 
 # -- messages ----------------------------------------------------------------------------------------------
-def avro_record(name: str) -> dict:
-    with open(DATA / f"MS181101ab-{name}.avro", "rb") as f:
-        return next(fastavro.reader(f))
-
-
-def json_form(record: dict) -> dict:
-    out = copy.deepcopy(record)
-    if out.get("event") and out["event"].get("skymap") is not None:
-        out["event"]["skymap"] = base64.b64encode(out["event"]["skymap"]).decode()
-    coinc = out.get("external_coinc")
-    if coinc and coinc.get("combined_skymap") is not None:
-        coinc["combined_skymap"] = base64.b64encode(coinc["combined_skymap"]).decode()
-    return out
-
-
 _offsets = itertools.count()
 
 

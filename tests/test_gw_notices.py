@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import datetime as dt
 import io
 import json
-from pathlib import Path
 
-import fastavro
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -17,6 +14,7 @@ from astropy.table import Table
 from confluent_kafka import Message
 from hop.models import AvroBlob, Blob, JSONBlob
 
+from tests.lvk_samples import DATA, SEQUENCE, avro_record, json_form
 from tom_mma.gw.notices import (
     AlertType,
     EventKind,
@@ -26,25 +24,6 @@ from tom_mma.gw.notices import (
     parse_avro,
     parse_json,
 )
-
-DATA = Path(__file__).parent / "data" / "lvk"
-SEQUENCE = ["earlywarning", "preliminary", "initial", "update", "ext-update", "retraction"]
-
-
-def avro_record(name: str) -> dict:
-    with open(DATA / f"MS181101ab-{name}.avro", "rb") as f:
-        return next(fastavro.reader(f))
-
-
-def json_form(record: dict) -> dict:
-    """The GCN Kafka JSON form of an Avro record: sky maps base64-encoded."""
-    out = copy.deepcopy(record)
-    if out.get("event") and out["event"].get("skymap") is not None:
-        out["event"]["skymap"] = base64.b64encode(out["event"]["skymap"]).decode()
-    coinc = out.get("external_coinc")
-    if coinc and coinc.get("combined_skymap") is not None:
-        coinc["combined_skymap"] = base64.b64encode(coinc["combined_skymap"]).decode()
-    return out
 
 
 @pytest.fixture(scope="module")
