@@ -288,3 +288,37 @@ def test_broker_stopped_while_the_publisher_task_sends_every_derived_alert_arriv
     received = list(DerivedAlertRecord.objects.values_list("alert_id", flat=True))
     assert sorted(received) == sorted(outbox)  # one to one: each derived alert arrived, and once
     assert ObservationTrigger.objects.count() == 1
+
+
+def test_the_publisher_keeps_its_producer_between_calls_and_drops_it_after_a_failure(tmp_path, settings):
+    # an idempotent producer's first message waits ~0.5 s for its producer id: one producer per process
+    from tom_mma_broker import publishing
+
+    broker = EmbeddedKafka(tmp_path / "own")
+    info = broker.start(["reuse.derived"])
+    settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "KAFKA_URL": info.url, "RESULTS_TOPIC": "reuse.derived"}
+
+    def queue(n: int) -> None:
+        for i in range(n):
+            OutboxMessage.objects.create(alert_id=uuid.uuid4(), topic="reuse.derived", payload=b'{"n": %d}' % i)
+
+    try:
+        queue(2)
+        assert publishing.publish_pending(timeout=10) == 2
+        [first] = publishing._producers.values()
+        queue(3)
+        assert publishing.publish_pending(timeout=10) == 3
+        assert list(publishing._producers.values()) == [first]
+        os.kill(info.pid, signal.SIGSTOP)
+        try:
+            queue(1)
+            with pytest.raises(publishing.PublishIncomplete):
+                publishing.publish_pending(timeout=1)
+        finally:
+            os.kill(info.pid, signal.SIGCONT)
+        assert publishing._producers == {}  # dropped: the next call starts afresh
+        assert publishing.publish_pending(timeout=10) == 1
+        assert first not in publishing._producers.values()
+    finally:
+        publishing._discard_producer()
+        broker.stop()

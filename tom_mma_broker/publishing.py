@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from .conf import broker_settings
-from .kafka import hop_auth, hop_headers, open_producer
+from .kafka import hop_auth, hop_headers, open_producer, resolve_broker_url
 from .models import OutboxMessage
 
 __all__ = ["PublishIncomplete", "publish_pending", "pending_count"]
@@ -63,6 +65,45 @@ def _claim(limit: int) -> list[OutboxMessage]:
     return list(OutboxMessage.objects.filter(pk__in=claimed).order_by("id"))
 
 
+# One producer per process, kept between calls: an idempotent producer's first message waits for its
+# producer id (0.5 s measured against the embedded broker, every time a producer is opened), which
+# was half of a derived alert's way from classification to the TOM. Keyed on the process (a forked
+# worker makes its own) and on where it writes; dropped when a send fails, so the next call starts on
+# a fresh connection.
+_producers: dict[tuple, Any] = {}
+
+
+def _producer_key(timeout: float) -> tuple:
+    return (os.getpid(), resolve_broker_url(broker_settings.KAFKA_URL), broker_settings.KAFKA_USERNAME, timeout)
+
+
+def _producer(timeout: float) -> Any:
+    """This process's producer for ``KAFKA_URL`` (opened on first use)."""
+    key = _producer_key(timeout)
+    producer = _producers.get(key)
+    if producer is None:
+        _discard_producer()  # one for another broker (the embedded one restarted on a new port, say)
+        auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD)
+        producer = _producers[key] = open_producer(broker_settings.KAFKA_URL, auth=auth, timeout=timeout)
+    return producer
+
+
+def _discard_producer() -> None:
+    """Drop this process's producers after a failed send; what they still hold is not sent.
+
+    The rows of unacknowledged messages stay queued in the outbox, so the next call sends them again.
+    """
+    for key in [k for k in _producers if k[0] == os.getpid()]:
+        producer = _producers.pop(key)
+        try:
+            # hop's Producer keeps an adc Producer (around a confluent_kafka.Producer) per size limit
+            for record in producer.producers.values():
+                record.producer._producer.purge()  # unsent messages: dropped now, not sent later as duplicates
+                record.producer._producer.flush(0)
+        except Exception:  # noqa: BLE001 - a producer of a dead broker may fail to purge; it is dropped anyway
+            logger.debug("purging a discarded producer failed", exc_info=True)
+
+
 def publish_pending(limit: int = 500, timeout: float | None = None) -> int:
     """Send up to ``limit`` queued messages; return how many the broker acknowledged.
 
@@ -93,9 +134,8 @@ def publish_pending(limit: int = 500, timeout: float | None = None) -> int:
 
         return callback
 
-    auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD)
     try:
-        producer = open_producer(broker_settings.KAFKA_URL, auth=auth, timeout=timeout)
+        producer = _producer(timeout)
         try:
             for row in rows:
                 _, headers = hop_headers(
@@ -105,10 +145,8 @@ def publish_pending(limit: int = 500, timeout: float | None = None) -> int:
                                    delivery_callback=on_delivery(row.pk))  # fmt: skip
             producer.flush(timedelta(seconds=timeout))
         finally:
-            try:
-                producer.close()
-            except Exception:  # noqa: BLE001 - closing after a failed flush may raise; the rows tell the truth
-                logger.debug("closing the producer failed", exc_info=True)
+            if len(acked) < len(rows):
+                _discard_producer()
     finally:
         # also when opening or writing raised: record what the broker acknowledged, and why the rest was not
         failed = [r.pk for r in rows if r.pk not in acked]
