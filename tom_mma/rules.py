@@ -54,6 +54,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
 def setting(key: str) -> Any:
     """A ``TOM_MMA`` key this module reads, with its default (:data:`tom_mma.conf.DEFAULTS`)."""
     return getattr(mma_settings, key)
