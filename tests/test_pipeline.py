@@ -305,10 +305,10 @@ def test_the_publisher_keeps_its_producer_between_calls_and_drops_it_after_a_fai
     try:
         queue(2)
         assert publishing.publish_pending(timeout=10) == 2
-        [first] = publishing._producers.values()
+        [(_, first)] = publishing._producers.values()
         queue(3)
-        assert publishing.publish_pending(timeout=10) == 3
-        assert list(publishing._producers.values()) == [first]
+        assert publishing.publish_pending(timeout=5) == 3  # another timeout: the same producer
+        assert [p for _, p in publishing._producers.values()] == [first]
         os.kill(info.pid, signal.SIGSTOP)
         try:
             queue(1)
@@ -318,7 +318,25 @@ def test_the_publisher_keeps_its_producer_between_calls_and_drops_it_after_a_fai
             os.kill(info.pid, signal.SIGCONT)
         assert publishing._producers == {}  # dropped: the next call starts afresh
         assert publishing.publish_pending(timeout=10) == 1
-        assert first not in publishing._producers.values()
+        assert first not in [p for _, p in publishing._producers.values()]
     finally:
         publishing._discard_producer()
         broker.stop()
+
+
+def test_a_thread_that_drops_its_producer_leaves_the_other_threads_alone(kafka_broker, settings):
+    # the demo publishes from its stream thread and its main thread: one's failure must not purge the other's
+    from tom_mma_broker import publishing
+
+    settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "KAFKA_URL": kafka_broker.url}
+    made = {}
+    other = threading.Thread(target=lambda: made.setdefault("other", publishing._producer(5)))
+    other.start()
+    other.join()
+    mine = publishing._producer(5)
+    try:
+        assert mine is not made["other"]
+        publishing._discard_producer()  # this thread's only
+        assert [p for _, p in publishing._producers.values()] == [made["other"]]
+    finally:
+        publishing._producers.clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -65,43 +66,46 @@ def _claim(limit: int) -> list[OutboxMessage]:
     return list(OutboxMessage.objects.filter(pk__in=claimed).order_by("id"))
 
 
-# One producer per process, kept between calls: an idempotent producer's first message waits for its
-# producer id (0.5 s measured against the embedded broker, every time a producer is opened), which
-# was half of a derived alert's way from classification to the TOM. Keyed on the process (a forked
-# worker makes its own) and on where it writes; dropped when a send fails, so the next call starts on
-# a fresh connection.
-_producers: dict[tuple, Any] = {}
+# One producer per thread of a process, kept between calls: an idempotent producer's first message waits
+# for its producer id (0.5 s measured against the embedded broker, every time a producer is opened), which
+# was half of a derived alert's way from classification to the TOM. Keyed on the process (a forked worker
+# makes its own) and the thread (a failed send in one thread must not purge another's messages); replaced
+# when KAFKA_URL or the credentials change, dropped when a send fails so the next call starts afresh.
+_producers: dict[tuple[int, int], tuple[tuple, Any]] = {}
 
 
-def _producer_key(timeout: float) -> tuple:
-    return (os.getpid(), resolve_broker_url(broker_settings.KAFKA_URL), broker_settings.KAFKA_USERNAME, timeout)
+def _here() -> tuple[int, int]:
+    return (os.getpid(), threading.get_ident())
 
 
 def _producer(timeout: float) -> Any:
-    """This process's producer for ``KAFKA_URL`` (opened on first use)."""
-    key = _producer_key(timeout)
-    producer = _producers.get(key)
-    if producer is None:
-        _discard_producer()  # one for another broker (the embedded one restarted on a new port, say)
-        auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD)
-        producer = _producers[key] = open_producer(broker_settings.KAFKA_URL, auth=auth, timeout=timeout)
+    """This thread's producer for ``KAFKA_URL`` (opened on first use; ``timeout`` bounds each message)."""
+    target = (resolve_broker_url(broker_settings.KAFKA_URL), broker_settings.KAFKA_USERNAME)
+    cached = _producers.get(_here())
+    if cached is not None and cached[0] == target:
+        return cached[1]
+    _discard_producer()  # one for another broker (the embedded one restarted on a new port, say)
+    auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD)
+    producer = open_producer(broker_settings.KAFKA_URL, auth=auth, timeout=timeout)
+    _producers[_here()] = (target, producer)
     return producer
 
 
 def _discard_producer() -> None:
-    """Drop this process's producers after a failed send; what they still hold is not sent.
+    """Drop this thread's producer after a failed send; what it still holds is not sent.
 
     The rows of unacknowledged messages stay queued in the outbox, so the next call sends them again.
     """
-    for key in [k for k in _producers if k[0] == os.getpid()]:
-        producer = _producers.pop(key)
-        try:
-            # hop's Producer keeps an adc Producer (around a confluent_kafka.Producer) per size limit
-            for record in producer.producers.values():
-                record.producer._producer.purge()  # unsent messages: dropped now, not sent later as duplicates
-                record.producer._producer.flush(0)
-        except Exception:  # noqa: BLE001 - a producer of a dead broker may fail to purge; it is dropped anyway
-            logger.debug("purging a discarded producer failed", exc_info=True)
+    cached = _producers.pop(_here(), None)
+    if cached is None:
+        return
+    try:
+        # hop's Producer keeps an adc Producer (around a confluent_kafka.Producer) per size limit
+        for record in cached[1].producers.values():
+            record.producer._producer.purge()  # unsent messages: dropped now, not sent later as duplicates
+            record.producer._producer.flush(0)
+    except Exception:  # noqa: BLE001 - a producer of a dead broker may fail to purge; it is dropped anyway
+        logger.debug("purging a discarded producer failed", exc_info=True)
 
 
 def publish_pending(limit: int = 500, timeout: float | None = None) -> int:
@@ -158,6 +162,7 @@ def publish_pending(limit: int = 500, timeout: float | None = None) -> int:
                 )
     logger.info("outbox: %d derived alert(s) published, %d waiting", len(acked), len(failed))
     if failed:
+        logger.warning("outbox: not acknowledged: %s", sorted({errors.get(pk, "timed out") for pk in failed}))
         raise PublishIncomplete(f"{len(failed)} of {len(rows)} derived alerts not acknowledged; will retry")
     return len(acked)
 
