@@ -233,3 +233,20 @@ def test_consumer_takes_the_tuning_and_the_settings_librdkafka_config(settings, 
         assert {tp.topic for tp in consumer._consumer.assignment()} == {topic}
     finally:
         consumer.close()
+
+
+def test_scram_credentials_reach_the_consumer_config():
+    # SCiMMA's SASL/SCRAM server cannot run here (the embedded broker has no SASL): check the librdkafka
+    # configuration the stream's consumer is built with, from the options a Hopskotch user gives
+    from tom_mma_broker.streams import CONSUMER_TUNING, ReliableHopskotchAlertStream, _ConsumerConfig
+
+    stream = ReliableHopskotchAlertStream(
+        URL="kafka://kafka.scimma.org", USERNAME="tom-user", PASSWORD="s3cret", TOPIC_HANDLERS={"igwn.gwalert": None}
+    )
+    auth = stream.stream_auth()
+    config = _ConsumerConfig(
+        broker_urls=["kafka.scimma.org:9092"], group_id="g", auth=auth, librdkafka=dict(CONSUMER_TUNING)
+    )._to_confluent_kafka()
+    assert config["sasl.username"] == "tom-user" and config["sasl.password"] == "s3cret"
+    assert config["sasl.mechanism"] == "SCRAM-SHA-512" and config["security.protocol"] == "SASL_SSL"
+    assert config["fetch.queue.backoff.ms"] == CONSUMER_TUNING["fetch.queue.backoff.ms"]
