@@ -34,6 +34,15 @@ def kafka_broker() -> Iterator[BrokerInfo]:
     broker.stop()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_outbox_producers() -> Iterator[None]:
+    """Each test starts without the producer the outbox publisher keeps per thread (tests change KAFKA_URL)."""
+    yield
+    from tom_mma_broker import publishing
+
+    publishing._discard_producer()
+
+
 @pytest.fixture
 def topic(kafka_broker: BrokerInfo) -> str:
     """A new, empty topic on the embedded broker."""

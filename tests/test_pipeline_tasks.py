@@ -162,6 +162,7 @@ def test_the_publisher_sends_outside_any_transaction(kafka_broker, topic, settin
         return probes[-1]
 
     monkeypatch.setattr(publishing, "open_producer", open_producer)
+    monkeypatch.setattr(publishing, "_producers", {})  # not one an earlier test left to this thread
     assert publishing.publish_pending(timeout=20) == 3
     assert [p.outcome for p in probes] == ["written"]
     assert not OutboxMessage.objects.filter(sent_at__isnull=True).exists()
