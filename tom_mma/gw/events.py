@@ -363,42 +363,35 @@ def _rank_rows(event: GWEvent, version: EventSkyMap, rows: Sequence[tuple[int, f
     return len(values)
 
 
+def _upsert(rows_sql: str) -> str:
+    """``INSERT INTO <candidates> (<columns>) <rows_sql> ON CONFLICT (event, target) DO UPDATE SET ...``."""
+    meta = EventCandidate._meta
+    q = connection.ops.quote_name
+    columns = [meta.get_field(name).column for name in _CANDIDATE_FIELDS]
+    updated = [
+        meta.get_field(name).column for name in _CANDIDATE_FIELDS if name not in ("event", "target", "retracted")
+    ]
+    return (
+        f"INSERT INTO {q(meta.db_table)} ({', '.join(q(c) for c in columns)}) {rows_sql} "
+        f"ON CONFLICT ({q(meta.get_field('event').column)}, {q(meta.get_field('target').column)}) "
+        f"DO UPDATE SET {', '.join(f'{q(c)} = excluded.{q(c)}' for c in updated)}"
+    )
+
+
 def _upsert_sql(rows: int) -> str:
     """INSERT ... ON CONFLICT DO UPDATE of ``rows`` candidates (the same SQL on PostgreSQL and SQLite >= 3.24).
 
     Raw SQL because the ORM's ``bulk_create(update_conflicts=True)`` spends ~1 s compiling 10,000 rows, and
     multi-row VALUES because ``executemany`` is one round trip per row on PostgreSQL.
     """
-    meta = EventCandidate._meta
-    q = connection.ops.quote_name
-    columns = [meta.get_field(name).column for name in _CANDIDATE_FIELDS]
-    placeholders = f"({', '.join(['%s'] * len(columns))})"
-    updated = [
-        meta.get_field(name).column for name in _CANDIDATE_FIELDS if name not in ("event", "target", "retracted")
-    ]
-    return (
-        f"INSERT INTO {q(meta.db_table)} ({', '.join(q(c) for c in columns)}) "
-        f"VALUES {', '.join([placeholders] * rows)} "
-        f"ON CONFLICT ({q(meta.get_field('event').column)}, {q(meta.get_field('target').column)}) "
-        f"DO UPDATE SET {', '.join(f'{q(c)} = excluded.{q(c)}' for c in updated)}"
-    )
+    placeholders = f"({', '.join(['%s'] * len(_CANDIDATE_FIELDS))})"
+    return _upsert(f"VALUES {', '.join([placeholders] * rows)}")
 
 
 def _upsert_sql_unnest() -> str:
     """The PostgreSQL form of :func:`_upsert_sql`: ``INSERT ... SELECT FROM unnest(arrays)``."""
-    meta = EventCandidate._meta
-    q = connection.ops.quote_name
-    columns = [meta.get_field(name).column for name in _CANDIDATE_FIELDS]
     arrays = ", ".join(f"%s::{_PG_TYPES[name]}[]" for name in _CANDIDATE_FIELDS)
-    updated = [
-        meta.get_field(name).column for name in _CANDIDATE_FIELDS if name not in ("event", "target", "retracted")
-    ]
-    return (
-        f"INSERT INTO {q(meta.db_table)} ({', '.join(q(c) for c in columns)}) "
-        f"SELECT * FROM unnest({arrays}) "
-        f"ON CONFLICT ({q(meta.get_field('event').column)}, {q(meta.get_field('target').column)}) "
-        f"DO UPDATE SET {', '.join(f'{q(c)} = excluded.{q(c)}' for c in updated)}"
-    )
+    return _upsert(f"SELECT * FROM unnest({arrays})")
 
 
 _PG_TYPES = {
