@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import io
 from pathlib import Path
 
 import fastavro
@@ -27,3 +28,23 @@ def json_form(record: dict) -> dict:
     if coinc and coinc.get("combined_skymap") is not None:
         coinc["combined_skymap"] = base64.b64encode(coinc["combined_skymap"]).decode()
     return out
+
+
+def burst_record(superevent_id: str = "S230518h", duration: float = 0.0125, central_frequency: float = 240.5) -> dict:
+    """The preliminary notice made into a cWB Burst one: Burst fields, a sky map without distance layers."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    record = avro_record("preliminary")
+    with fits.open(io.BytesIO(record["event"]["skymap"])) as hdus:
+        table = Table(hdus[1].data)
+    hdu = fits.table_to_hdu(Table({"UNIQ": table["UNIQ"], "PROBDENSITY": table["PROBDENSITY"]}))
+    hdu.header.update({"PIXTYPE": "HEALPIX", "ORDERING": "NUNIQ", "CREATOR": "cWB"})
+    out = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(out)
+    record["superevent_id"] = superevent_id
+    record["event"].update(
+        group="Burst", pipeline="CWB", search="AllSky", duration=duration, central_frequency=central_frequency,
+        classification={}, properties={}, skymap=out.getvalue(),
+    )  # fmt: skip
+    return record

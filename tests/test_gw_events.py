@@ -6,22 +6,19 @@ are in-process fakes (they stand for remote observatories).
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from astropy.io import fits
-from astropy.table import Table
 from hop.io import Metadata
 from hop.models import AvroBlob, JSONBlob
 from tom_observations.facility import BaseManualObservationFacility, BaseRoboticObservationFacility
 from tom_observations.models import ObservationRecord
 from tom_targets.models import Target
 
-from tests.lvk_samples import DATA, SEQUENCE, avro_record, json_form
+from tests.lvk_samples import DATA, SEQUENCE, avro_record, burst_record, json_form
 from tom_mma import signals
 from tom_mma.gw import events, receivers
 from tom_mma.gw.notices import NoticeError
@@ -293,24 +290,7 @@ def test_test_and_real_events(deliver, settings, targets):
 
 
 def test_burst_event_has_no_distance(deliver, targets):
-    record = avro_record("preliminary")
-    with fits.open(io.BytesIO(record["event"]["skymap"])) as hdus:
-        table = Table(hdus[1].data)
-    hdu = fits.table_to_hdu(Table({"UNIQ": table["UNIQ"], "PROBDENSITY": table["PROBDENSITY"]}))
-    hdu.header.update({"PIXTYPE": "HEALPIX", "ORDERING": "NUNIQ"})
-    out = io.BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(out)
-    record["superevent_id"] = "S230518h"
-    record["event"].update(
-        group="Burst",
-        pipeline="CWB",
-        search="AllSky",
-        duration=0.01,
-        central_frequency=240.0,
-        classification={},
-        properties={},
-        skymap=out.getvalue(),
-    )
+    record = burst_record(duration=0.01, central_frequency=240.0)
     deliver(AvroBlob(content=record))
     event = GWEvent.objects.get(superevent_id="S230518h")
     assert event.group == "Burst" and event.skymap.distance_mean is None

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import io
 import json
 
 import numpy as np
 import pytest
-from astropy.io import fits
-from astropy.table import Table
 from confluent_kafka import Message
 from hop.models import AvroBlob, Blob, JSONBlob
 
-from tests.lvk_samples import DATA, SEQUENCE, avro_record, json_form
+from tests.lvk_samples import DATA, SEQUENCE, avro_record, burst_record, json_form
 from tom_mma.gw.notices import (
     AlertType,
     EventKind,
@@ -141,30 +138,8 @@ def test_notice_errors_are_permanent():
     assert NoticeError.permanent is True
 
 
-def _burst_fits(record) -> bytes:
-    with fits.open(io.BytesIO(record["event"]["skymap"])) as hdus:
-        table = Table(hdus[1].data)
-    table = Table({"UNIQ": table["UNIQ"], "PROBDENSITY": table["PROBDENSITY"]})
-    hdu = fits.table_to_hdu(table)
-    hdu.header.update({"PIXTYPE": "HEALPIX", "ORDERING": "NUNIQ", "CREATOR": "cWB"})
-    out = io.BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(out)
-    return out.getvalue()
-
-
 def test_burst_notice():
-    record = avro_record("preliminary")
-    record["superevent_id"] = "S230518h"
-    record["event"].update(
-        group="Burst",
-        pipeline="CWB",
-        search="AllSky",
-        duration=0.0125,
-        central_frequency=240.5,
-        classification={},
-        properties={},
-        skymap=_burst_fits(record),
-    )
+    record = burst_record()
     n = parse_avro(record)
     assert n.kind is EventKind.REAL
     assert (n.group, n.duration, n.central_frequency) == ("Burst", 0.0125, 240.5)
