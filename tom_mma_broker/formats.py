@@ -64,8 +64,8 @@ class UnstorableContent(ValueError):
     """Decoded content that cannot be written as JSON even after cleaning (see :class:`ArchiveJSONEncoder`)."""
 
 
-def clean_text(text: str) -> str:
-    """``text`` without what a database text column refuses: NUL becomes ``\\x00``, lone surrogates ``?``.
+def clean_text(text: str, nul: str = "\\x00") -> str:
+    """``text`` without what a database text column refuses: NUL becomes ``nul``, lone surrogates ``?``.
 
     Examples
     --------
@@ -75,7 +75,7 @@ def clean_text(text: str) -> str:
     'fine'
     """
     if "\x00" in text:
-        text = text.replace("\x00", "\\x00")
+        text = text.replace("\x00", nul)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -303,13 +303,7 @@ class ArchiveJSONEncoder(DjangoJSONEncoder):
 
 def _clean(o: Any) -> Any:
     if isinstance(o, str):
-        if "\x00" in o:
-            o = o.replace("\x00", "\ufffd")
-        try:
-            o.encode("utf-8")
-        except UnicodeEncodeError:
-            o = o.encode("utf-8", "replace").decode("utf-8")
-        return o
+        return clean_text(o, nul="\ufffd")  # in content, NUL becomes the replacement character
     if isinstance(o, dict):
         return {_clean(k): _clean(v) for k, v in o.items()}
     if isinstance(o, list | tuple):
