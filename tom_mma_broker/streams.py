@@ -290,8 +290,8 @@ class ReliableHopskotchAlertStream(AlertStream):
     def _consume(
         self, consumer: Any, ingestor: Ingestor, backoff: Backoff, max_messages: int | None, idle_timeout: float | None
     ) -> bool:
-        # hop reads one message at a time; to batch database work we take the batches that
-        # adc's confluent consumer fetches anyway (hop.Consumer -> adc Consumer -> confluent).
+        # batches of database work come straight from the adc consumer's confluent_kafka.Consumer
+        # (see _open_consumer), not one message at a time as hop's read() would give them.
         # A prefetch thread fetches and decodes the next batch while this one is in the database
         # (the database waits release the GIL): fetch + decode overlap the transaction.
         kafka = consumer._consumer
