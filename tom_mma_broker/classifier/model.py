@@ -165,6 +165,31 @@ class KilonovaModel:
         return Classification(score=score, model_version=self.version, features=clean)
 
 
+def build_platform() -> str:
+    """The machine and CPU model an artifact is built on, as its metadata records it (``built_on``).
+
+    An artifact's bytes are reproducible only on the same CPU model and libraries: the floating-point
+    path differs between processors even where the predictions agree.
+
+    Returns
+    -------
+    str
+        ``"<machine> <CPU model name>"``, e.g. ``"x86_64 AMD EPYC"``; the model name is empty where
+        ``/proc/cpuinfo`` does not say it.
+    """
+    import platform
+
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.partition(":")[2].strip()
+                break
+    except OSError:
+        name = platform.processor()
+    return f"{platform.machine()} {name}".strip()
+
+
 def _metadata_path(path: Path) -> Path:
     return path.with_suffix(".json")
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from .datasets import load_alerce_sne
 from .features import FEATURE_NAMES, Observation, detections, extract_features
-from .model import DEFAULT_ARTIFACT, KilonovaModel, save_artifact
+from .model import DEFAULT_ARTIFACT, KilonovaModel, build_platform, save_artifact
 from .synthetic import KILONOVA, NEGATIVE_KINDS, make_light_curve
 
 __all__ = [
@@ -289,6 +289,7 @@ def _train(config: TrainingConfig) -> tuple[Any, dict[str, Any]]:
                 "objects": synthetic_only,
             },
         },
+        "built_on": build_platform(),
         "versions": {
             "scikit-learn": sklearn.__version__,
             "numpy": np.__version__,
