@@ -76,3 +76,10 @@ def reject_permanently(alert, metadata) -> None:
 def raises_nul(alert, metadata) -> None:
     """Fail with a NUL in the message (PostgreSQL text columns refuse it)."""
     raise ValueError("bad byte \x00 in the alert")
+
+
+def record_once(alert, metadata) -> None:
+    """Idempotent :func:`record`: one HandledMessage per seq and topic however often it runs (as real handlers are)."""
+    seq = alert.content["seq"]
+    CALLS[seq] += 1
+    HandledMessage.objects.get_or_create(seq=seq, topic=metadata.topic)

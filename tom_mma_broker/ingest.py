@@ -22,6 +22,9 @@ Guarantees, per batch, in one database transaction:
   JSON) does not block its batch: the batch is redone one message at a time, and that message
   is archived with its raw bytes, no content, and quarantined (stage ``archive``). Decoded
   content and error texts are cleaned first of what PostgreSQL rejects (NUL characters);
+* a handler that returns an object with a non-empty ``ignored`` attribute (duck-typed: the reason, e.g. a
+  mock GW event in a TOM that takes none) ran and chose to do nothing: the result says ``ignored`` with
+  that reason, so that a person replaying files sees why nothing appeared;
 * a message with hop's ``_test`` header, read by a stream that ignores test messages, is
   archived with status ``test`` and its handler is not run;
 * the caller commits offsets only after this transaction commits (at-least-once delivery).
@@ -38,7 +41,7 @@ import time
 import traceback
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +60,7 @@ __all__ = [
     "Outcome",
     "IngestResult",
     "Ingestor",
+    "summarize",
     "HandlerMap",
     "record_stream_error",
     "is_permanent",
@@ -100,6 +104,8 @@ class Outcome(enum.StrEnum):
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
     TEST = "test"
+    #: the handler ran and chose to do nothing (its reason in the result); archived as handled
+    IGNORED = "ignored"
 
 
 @dataclass
@@ -235,6 +241,32 @@ class IngestResult:
     outcome: Outcome
     reason: str = ""
 
+    def line(self, label: str | None = None) -> str:
+        """One line for a person: the outcome, the message (``label``, default its origin), the reason.
+
+        Examples
+        --------
+        >>> env = Envelope(topic="t", payload=b"", origin="alerts/a.json")
+        >>> IngestResult(env, Outcome.QUARANTINED, "decode: bad JSON").line()
+        'quarantined alerts/a.json: decode: bad JSON'
+        """
+        text = f"{self.outcome.value:<11} {label or self.envelope.origin}"
+        return f"{text}: {self.reason}" if self.reason else text
+
+
+def summarize(counts: Mapping[Outcome, int]) -> str:
+    """The closing line of a replay: how many messages, and what became of them.
+
+    Examples
+    --------
+    >>> summarize({Outcome.HANDLED: 2, Outcome.QUARANTINED: 1})
+    '3 messages: 2 handled, 0 archived, 0 duplicate, 1 quarantined'
+    """
+    # "test" and "ignored" are shown only when some message was one
+    rare = (Outcome.TEST, Outcome.IGNORED)
+    parts = ", ".join(f"{counts.get(o, 0)} {o.value}" for o in Outcome if o not in rare or counts.get(o))
+    return f"{sum(counts.values())} messages: {parts}"
+
 
 class HandlerMap:
     """Topic -> handler, with tom-alertstreams' rules: exact topic, then regex wildcards, then ``*``.
@@ -293,6 +325,21 @@ def _kafka_time(ms: int | None) -> datetime | None:
         return datetime.fromtimestamp(ms / 1000, tz=UTC)
     except (ValueError, OverflowError, OSError):  # a producer's clock (or a hostile one) beyond year 9999
         return None
+
+
+# the health counter that counts messages of each archive status
+_HEALTH_COUNTS = {
+    ArchivedAlert.Status.HANDLED: "messages_handled",
+    ArchivedAlert.Status.ARCHIVED: "messages_archived",
+    ArchivedAlert.Status.QUARANTINED: "messages_quarantined",
+    ArchivedAlert.Status.TEST: "messages_test",
+}
+
+
+def _ignored(returned: Any) -> str:
+    """The reason a handler gave for doing nothing (its result's ``ignored`` attribute), or ``""``."""
+    reason = getattr(returned, "ignored", "")
+    return clean_text(str(reason)) if reason else ""
 
 
 class _Quarantine(Exception):
@@ -424,9 +471,10 @@ class Ingestor:
                 logger.info("test message %s archived; its handler was not run", envelope.describe())
                 continue
             handler = self.handlers(envelope.topic)
+            ignored = ""
             if i not in failures and handler is not None:
                 try:
-                    self._run_handler(handler, decoded[i].model, envelope)
+                    ignored = _ignored(self._run_handler(handler, decoded[i].model, envelope))
                 except _Quarantine as exc:
                     failures[i] = exc
             if i in failures:
@@ -437,6 +485,8 @@ class Ingestor:
                 quarantined.append(self._quarantine_row(row, failure))
                 results[i] = IngestResult(envelope, Outcome.QUARANTINED, clean_text(str(failure)))
                 logger.warning("quarantined %s after %d attempt(s): %s", envelope.describe(), failure.attempts, failure)
+            elif ignored:
+                results[i] = IngestResult(envelope, Outcome.IGNORED, ignored)
             else:
                 outcome = Outcome.HANDLED if handler is not None else Outcome.ARCHIVED
                 results[i] = IngestResult(envelope, outcome)
@@ -487,14 +537,14 @@ class Ingestor:
         for row in rows:
             row.pk = ids[row.key]
 
-    def _run_handler(self, handler: Handler, model: Any, envelope: Envelope) -> None:
+    def _run_handler(self, handler: Handler, model: Any, envelope: Envelope) -> Any:
+        """Run ``handler`` under the retry rules; return what it returned."""
         metadata = envelope.metadata()
         delay = self.retry_delay
         for attempt in range(1, self.max_attempts + 1):
             try:
                 with transaction.atomic():
-                    handler(model, metadata)
-                return
+                    return handler(model, metadata)
             except TRANSIENT_DB_ERRORS:
                 # the database's failure, not the message's: the whole batch is retried under the
                 # stream's backoff (the savepoint is gone; the batch transaction must roll back)
@@ -515,13 +565,106 @@ class Ingestor:
                     time.sleep(delay)
                     delay *= 2
 
+    # -- an archived message again --------------------------------------------------------------
+    def rehandle(self, alert_pk: int, statuses: Collection[str] | None = None) -> IngestResult | None:
+        """Run one archived message through its topic's handler again, under the rules of :meth:`ingest`.
+
+        The quarantine's re-handling, ``reprocessalerts`` and the stream share these rules: a handler
+        is tried up to ``max_attempts`` times, a ``permanent`` error quarantines at once, a transient
+        database error is raised (nothing is kept, nothing is counted against the message). The
+        message's status, its quarantine record (the first reason kept beside the latest) and its
+        topic's health counts follow the outcome, in one transaction. Handlers are idempotent, so
+        running a handled message again makes nothing twice.
+
+        Parameters
+        ----------
+        alert_pk : int
+            Primary key of the :class:`~tom_mma_broker.models.ArchivedAlert`.
+        statuses : collection of str, optional
+            Run the message only if its status is one of these (default: any but ``test``).
+
+        Returns
+        -------
+        IngestResult or None
+            The outcome, or None when the message is gone or its status is not one of ``statuses``.
+
+        Raises
+        ------
+        django.db.OperationalError, django.db.InterfaceError
+            A transient database error: try again later.
+        """
+        with transaction.atomic():
+            alert = ArchivedAlert.objects.select_for_update().filter(pk=alert_pk).first()
+            allowed = statuses if statuses is not None else set(ArchivedAlert.Status) - {ArchivedAlert.Status.TEST}
+            if alert is None or alert.status not in allowed:
+                return None
+            envelope = Envelope.from_archive(alert)
+            handler = self.handlers(alert.topic)
+            failure: _Quarantine | None = None
+            ignored = ""
+            try:
+                decoded = envelope.decoded()
+            except DecodeError as exc:
+                failure = _Quarantine("decode", exc, 1)
+            if failure is None and handler is not None:
+                try:
+                    ignored = _ignored(self._run_handler(handler, decoded.model, envelope))
+                except _Quarantine as exc:
+                    failure = exc
+            old_status, now = alert.status, timezone.now()
+            if failure is None:
+                alert.status = ArchivedAlert.Status.HANDLED if handler is not None else ArchivedAlert.Status.ARCHIVED
+                if alert.content is None and self.store_content and decoded.content is not None:
+                    alert.content = decoded.content
+                QuarantinedAlert.objects.filter(alert=alert, released__isnull=True).update(released=now)
+                result = (
+                    IngestResult(envelope, Outcome.IGNORED, ignored)
+                    if ignored
+                    else IngestResult(envelope, Outcome(alert.status))
+                )
+            else:
+                alert.status = ArchivedAlert.Status.QUARANTINED
+                self._requarantine(alert, failure)
+                result = IngestResult(envelope, Outcome.QUARANTINED, clean_text(str(failure)))
+                logger.warning("re-handling %s failed: %s", envelope.describe(), result.reason)
+            alert.save(update_fields=["status", "content"])
+            self._move_health(alert.topic, old_status, alert.status, result, now)
+            return result
+
+    def _requarantine(self, alert: ArchivedAlert, failure: _Quarantine) -> None:
+        """Record a failure of a message that may already be quarantined: the first reason stays."""
+        fresh = self._quarantine_row(alert, failure)
+        existing = QuarantinedAlert.objects.filter(alert=alert).first()
+        if existing is None:
+            fresh.save(force_insert=True)
+            return
+        existing.first_reason = existing.first_reason or existing.reason
+        for name in ("stage", "reason", "error_type", "traceback"):
+            setattr(existing, name, getattr(fresh, name))
+        existing.attempts += failure.attempts
+        existing.released = None
+        existing.save()
+
+    def _move_health(self, topic: str, old: str, new: str, result: IngestResult, now: datetime) -> None:
+        """Move one message's count from its old status to its new one in its topic's health."""
+        update: dict[str, Any] = {"updated": now}
+        if old != new:
+            update[_HEALTH_COUNTS[old]] = F(_HEALTH_COUNTS[old]) - 1
+            update[_HEALTH_COUNTS[new]] = F(_HEALTH_COUNTS[new]) + 1
+        if result.outcome is Outcome.QUARANTINED:
+            update.update(last_error=clean_text(f"{result.envelope.key}: {result.reason}"[:2000]), last_error_at=now)
+        TopicHealth.objects.get_or_create(topic=topic)
+        TopicHealth.objects.filter(topic=topic).update(**update)
+
     @staticmethod
     def _quarantine_row(row: ArchivedAlert, failure: _Quarantine) -> QuarantinedAlert:
         exc = failure.exc
+        reason = clean_text(f"{type(exc).__name__}: {exc}"[:10000])
         return QuarantinedAlert(
             alert_id=row.pk,
             stage=failure.stage,
-            reason=clean_text(f"{type(exc).__name__}: {exc}"[:10000]),
+            reason=reason,
+            first_reason=reason,
             error_type=clean_text(f"{type(exc).__module__}.{type(exc).__qualname__}"[:200]),
             traceback=clean_text("".join(traceback.format_exception(exc))[-20000:]),
             attempts=failure.attempts,
@@ -541,7 +684,7 @@ class Ingestor:
                 self._known_topics.add(topic)
             update: dict[str, Any] = {
                 "last_message_at": now,
-                "messages_handled": F("messages_handled") + c[Outcome.HANDLED],
+                "messages_handled": F("messages_handled") + c[Outcome.HANDLED] + c[Outcome.IGNORED],
                 "messages_archived": F("messages_archived") + c[Outcome.ARCHIVED],
                 "messages_quarantined": F("messages_quarantined") + c[Outcome.QUARANTINED],
                 "duplicates": F("duplicates") + c[Outcome.DUPLICATE],

@@ -57,7 +57,8 @@ class QuarantinedAlert(models.Model):
 
     alert = models.OneToOneField(ArchivedAlert, on_delete=models.CASCADE, related_name="quarantine")
     stage = models.CharField(max_length=16, help_text="decode or handle")
-    reason = models.TextField()
+    reason = models.TextField(help_text="the latest failure")
+    first_reason = models.TextField(blank=True, help_text="the failure that first quarantined the message")
     error_type = models.CharField(max_length=200)
     traceback = models.TextField(blank=True)
     attempts = models.IntegerField(default=1)

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-import traceback
-
-from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
-
-from .formats import clean_text, decode
-from .ingest import Envelope, HandlerMap
-from .models import ArchivedAlert, QuarantinedAlert, TopicHealth
+from .ingest import HandlerMap, Ingestor, Outcome
+from .models import ArchivedAlert
 
 __all__ = ["rehandle"]
 
-logger = logging.getLogger(__name__)
-
 
 def rehandle(alert_pk: int, handlers: HandlerMap | None = None) -> str:
-    """Decode a quarantined message again and run its topic's configured handler.
+    """Handle a quarantined message once more, under the stream's rules (:meth:`Ingestor.rehandle`).
 
-    Idempotent: a message that is no longer quarantined is left alone. On success the message
-    becomes ``handled`` and its quarantine record is marked released; on failure the record
-    keeps the new reason and counts the attempt.
+    An operator's retry is one try: a failure counts one attempt and keeps the message quarantined
+    with the new reason beside the first; a transient database error is raised (the task retries it)
+    and counts nothing. A message that is no longer quarantined is left alone.
 
     Parameters
     ----------
@@ -35,37 +25,14 @@ def rehandle(alert_pk: int, handlers: HandlerMap | None = None) -> str:
     Returns
     -------
     str
-        ``"handled"``, ``"failed"`` or ``"skipped"``.
+        ``"handled"`` (or ``"archived"`` when its topic has no handler now), ``"failed"`` or ``"skipped"``.
     """
     from .replay import configured_handlers
 
-    with transaction.atomic():
-        alert = ArchivedAlert.objects.select_for_update().filter(pk=alert_pk).first()
-        if alert is None or alert.status != ArchivedAlert.Status.QUARANTINED:
-            return "skipped"
-        quarantine = QuarantinedAlert.objects.select_for_update().get(alert=alert)
-        handler_map = handlers or HandlerMap(configured_handlers(alert.topic))
-        handler = handler_map(alert.topic)
-        try:
-            with transaction.atomic():
-                decoded = decode(alert.format, bytes(alert.payload))
-                if handler is not None:
-                    handler(decoded.model, Envelope.from_archive(alert).metadata())
-        except Exception as exc:  # the stream's contract: a handler's failure keeps the message quarantined
-            quarantine.reason = clean_text(f"{type(exc).__name__}: {exc}")[:10000]
-            quarantine.traceback = clean_text("".join(traceback.format_exception(exc)))[-20000:]
-            quarantine.attempts += 1
-            quarantine.save(update_fields=["reason", "traceback", "attempts"])
-            logger.warning("re-handling %s failed again: %s", alert.key, quarantine.reason)
-            return "failed"
-        alert.status = ArchivedAlert.Status.HANDLED if handler is not None else ArchivedAlert.Status.ARCHIVED
-        if decoded.content is not None:
-            alert.content = decoded.content
-        alert.save(update_fields=["status", "content"])
-        quarantine.released = timezone.now()
-        quarantine.save(update_fields=["released"])
-        TopicHealth.objects.filter(topic=alert.topic).update(
-            messages_handled=F("messages_handled") + 1, messages_quarantined=F("messages_quarantined") - 1
-        )
-        logger.info("re-handled quarantined %s", alert.key)
-        return "handled"
+    if handlers is None:
+        topic = ArchivedAlert.objects.filter(pk=alert_pk).values_list("topic", flat=True).first()
+        handlers = HandlerMap(configured_handlers(topic) if topic is not None else {})
+    result = Ingestor(handlers, max_attempts=1).rehandle(alert_pk, statuses={ArchivedAlert.Status.QUARANTINED})
+    if result is None:
+        return "skipped"
+    return "failed" if result.outcome is Outcome.QUARANTINED else result.outcome.value

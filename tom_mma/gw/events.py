@@ -71,12 +71,16 @@ class IngestResult:
         The event's current GW sky map changed: its candidates are being re-ranked.
     retracted : bool
         This notice retracted the event.
+    ignored : str
+        Why nothing was stored (an event kind this TOM does not take), else empty. The reliable stream
+        reports such a message ``ignored`` with this reason.
     """
 
     notice: EventNotice | None
     created: bool = False
     skymap_changed: bool = False
     retracted: bool = False
+    ignored: str = ""
 
 
 def accepts_kind(kind: EventKind | str) -> bool:
@@ -176,7 +180,12 @@ def ingest_notice(notice: GWNotice) -> IngestResult:
             notice.kind,
             notice.alert_type,
         )
-        return IngestResult(notice=None)
+        setting = "ACCEPT_MOCK_EVENTS" if notice.kind == EventKind.MOCK else "ACCEPT_TEST_EVENTS"
+        return IngestResult(
+            notice=None,
+            ignored=f"{notice.superevent_id} is a {notice.kind} event: this TOM takes none "
+            f"(TOM_MMA['{setting}'] is False)",
+        )
     # Sky map summaries are pure and may take a few ms: compute them before taking the event's lock.
     for skymap in _maps_of(notice):
         skymap.summary()

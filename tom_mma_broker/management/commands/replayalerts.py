@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from collections import Counter
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from tom_mma.management.base import ExampleCommand, progress
 from tom_mma_broker.conf import broker_settings
 from tom_mma_broker.embedded import EmbeddedBrokerError
-from tom_mma_broker.ingest import TOPIC_MAX_LENGTH, Outcome
+from tom_mma_broker.ingest import TOPIC_MAX_LENGTH, summarize
 from tom_mma_broker.kafka import hop_auth
-from tom_mma_broker.replay import publish_files, replay_files
+from tom_mma_broker.replay import alert_files, publish_files, replay_files
 
 
-class Command(BaseCommand):
+class Command(ExampleCommand):
     help = (
         "Run alert files (Avro, JSON, VOEvent XML, GCN text notices, or folders of them) through the "
         "handler that ALERT_STREAMS configures for TOPIC, on the stream's own code path (archive, dedup, "
         "quarantine). One line per message: handled, archived, duplicate, or quarantined with the "
         "reason. With --publish, send them to that Kafka topic instead."
+    )
+    examples = (
+        "./manage.py replayalerts tests/data/lvk/MS181101ab-preliminary.avro --topic igwn.gwalert",
+        "./manage.py replayalerts alerts/ --topic my-tom.photometry --publish   # to TOM_MMA_BROKER's KAFKA_URL",
     )
 
     def add_arguments(self, parser):
@@ -40,17 +45,13 @@ class Command(BaseCommand):
                 self._publish(options)
                 return
             counts: Counter = Counter()
-            for result in replay_files(options["paths"], topic):
+            files = list(alert_files(options["paths"]))
+            for result in progress(replay_files(files, topic), len(files), "replaying"):
                 counts[result.outcome] += 1
-                line = f"{result.outcome.value:<11} {result.envelope.origin}"
-                if result.outcome is Outcome.QUARANTINED:
-                    line += f": {result.reason}"
-                self.stdout.write(line)
+                self.stdout.write(result.line())
         except FileNotFoundError as exc:
             raise CommandError(str(exc)) from exc
-        # files carry no hop _test header: "test" is shown only if some ingest ever reports it
-        summary = ", ".join(f"{counts[o]} {o.value}" for o in Outcome if o is not Outcome.TEST or counts[o])
-        self.stdout.write(f"{sum(counts.values())} messages: {summary}")
+        self.stdout.write(summarize(counts))
 
     def _publish(self, options):
         url = options["url"] or broker_settings.KAFKA_URL
