@@ -6,6 +6,7 @@
 - ``tom_mma.E061``: ``OIDC_RP_SIGN_ALGO`` is RS*/ES* but no JWKS endpoint or key is set.
 - ``tom_mma.E062``: an OIDC backend is enabled but ``mozilla_django_oidc.urls`` is not included.
 - ``tom_mma.E063``: an ``OIDC_*`` key of ``TOM_MMA`` has the wrong type.
+- ``tom_mma.E070``: background work would be lost: no Celery broker and eager mode off.
 """
 
 from __future__ import annotations
@@ -32,6 +33,41 @@ def check_settings_keys(app_configs=None, **kwargs) -> list[checks.CheckMessage]
             )
         ]
     return []
+
+
+# --- Celery (tom_mma.E070) --------------------------------------------------------------------
+CELERY_HINT = (
+    "Background work (ranking Targets against GW sky maps, classification, publishing derived alerts, "
+    "observation requests) runs as Celery tasks. Give the TOM a Celery app that reads Django settings "
+    "(a celery.py beside settings.py and an import in the project's __init__.py: README, 'Install into an "
+    'existing TOM\'), then either CELERY_BROKER_URL = "redis://127.0.0.1:6379/0" with `celery -A <project> '
+    "worker` and `celery -A <project> beat` running, or, on a laptop with no worker, "
+    "CELERY_TASK_ALWAYS_EAGER = True (tasks run in the process that enqueues them)."
+)
+
+
+@checks.register()
+def check_celery(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """tom_mma.E070: tasks would go nowhere: no Celery broker is configured and eager mode is off.
+
+    Celery's default app sends to ``amqp://guest@localhost//`` when nothing says otherwise, and does
+    not read Django settings: in a TOM without a Celery app of its own, tasks are sent to a broker
+    nobody reads (or lost) and nothing fails.
+    """
+    from celery import current_app
+
+    conf = current_app.conf
+    if conf.task_always_eager or conf.broker_url:
+        return []
+    ignored = [name for name in ("CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER") if getattr(settings, name, None)]
+    if ignored:
+        message = (
+            f"{' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} set in Django settings, but the "
+            "Celery app in use does not read them: tasks would go to Celery's default amqp://localhost"
+        )
+    else:
+        message = "no Celery broker is configured and eager mode is off: tasks would go to amqp://localhost"
+    return [checks.Error(message, hint=CELERY_HINT, id="tom_mma.E070")]
 
 
 # --- OIDC login (tom_mma.E060-E063) -----------------------------------------------------------
