@@ -250,3 +250,58 @@ def test_scram_credentials_reach_the_consumer_config():
     assert config["sasl.username"] == "tom-user" and config["sasl.password"] == "s3cret"
     assert config["sasl.mechanism"] == "SCRAM-SHA-512" and config["security.protocol"] == "SASL_SSL"
     assert config["fetch.queue.backoff.ms"] == CONSUMER_TUNING["fetch.queue.backoff.ms"]
+
+
+@pytest.fixture
+def hop_credentials(tmp_path, monkeypatch):
+    """hop's credential file as ``hop auth add`` writes it, in a private XDG_CONFIG_HOME."""
+    from hop.auth import Auth, write_auth_data
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    path = tmp_path / "hop" / "auth.toml"
+    write_auth_data(str(path), [
+        Auth("guide-user", "from-hop-auth-add", host="kafka.scimma.org"),
+        Auth("other-user", "other-secret", host="kafka.example.org"),
+    ])  # fmt: skip
+    return path
+
+
+def test_hops_stored_credentials_are_used_when_none_are_configured(hop_credentials, caplog):
+    # SCiMMA's SCRAM server cannot run here: the consumer configuration built for the stream is checked
+    from tom_mma_broker.streams import CONSUMER_TUNING, ReliableHopskotchAlertStream, _ConsumerConfig
+
+    stream = ReliableHopskotchAlertStream(
+        URL="kafka://kafka.scimma.org", USERNAME="", PASSWORD="", TOPIC_HANDLERS={"igwn.gwalert": None}
+    )
+    with caplog.at_level("DEBUG"):
+        auth = stream.stream_auth()
+    config = _ConsumerConfig(
+        broker_urls=["kafka.scimma.org:9092"], group_id="g", auth=auth, librdkafka=dict(CONSUMER_TUNING)
+    )._to_confluent_kafka()
+    assert config["sasl.username"] == "guide-user" and config["sasl.password"] == "from-hop-auth-add"
+    assert config["security.protocol"] == "SASL_SSL"
+    assert "from-hop-auth-add" not in caplog.text  # never logged
+    # configured credentials win; the embedded broker and loopback take none
+    from tom_mma_broker.kafka import hop_auth
+
+    assert hop_auth("me", "pw", url="kafka://kafka.scimma.org").username == "me"
+    assert hop_auth("", "", url="embedded") is False
+    assert hop_auth("", "", url="kafka://127.0.0.1:9092") is False
+    assert hop_auth("", "", url="kafka://kafka.nowhere.org") is False  # hop stores nothing for that host
+
+
+def test_hops_stored_credentials_errors_are_clear(hop_credentials):
+    from django.core.exceptions import ImproperlyConfigured
+    from hop.auth import Auth, write_auth_data
+
+    from tom_mma_broker.kafka import hop_auth
+
+    write_auth_data(
+        str(hop_credentials), [Auth("a", "x", host="kafka.scimma.org"), Auth("b", "y", host="kafka.scimma.org")]
+    )
+    with pytest.raises(ImproperlyConfigured, match="several of hop's stored credentials match kafka.scimma.org"):
+        hop_auth("", "", url="kafka://kafka.scimma.org")
+    assert hop_auth("b", "", url="kafka://kafka.scimma.org").password == "y"  # USERNAME picks one
+    hop_credentials.chmod(0o644)
+    with pytest.raises(ImproperlyConfigured, match="unsafe permissions"):
+        hop_auth("", "", url="kafka://kafka.scimma.org")

@@ -77,17 +77,75 @@ def stream_url(url: str | None, topics: Iterable[str]) -> str:
     return resolve_broker_url(url).rstrip("/") + "/" + ",".join(topics)
 
 
-def hop_auth(username: str | None, password: str | None, method: str = "SCRAM-SHA-512", protocol: str = "SASL_SSL"):
-    """A hop ``Auth`` for these credentials, or ``False`` (no authentication) when there are none.
+#: hosts whose broker is this machine's (the embedded one, a local test Kafka): plaintext, never hop's stored
+#: credentials (a stored credential without a hostname would otherwise match them)
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
-    The embedded broker and a plaintext local Kafka take no credentials; SCiMMA Hopskotch takes
-    SCRAM over TLS.
+
+def hop_auth(
+    username: str | None,
+    password: str | None,
+    method: str = "SCRAM-SHA-512",
+    protocol: str = "SASL_SSL",
+    url: str | None = None,
+):
+    """A hop ``Auth`` for the broker at ``url``, or ``False`` (no authentication).
+
+    With a username and a password, those (SCRAM over TLS for SCiMMA Hopskotch). Without a password,
+    the credentials hop itself stores for the broker's host (``hop auth add``, in
+    ``$XDG_CONFIG_HOME/hop/auth.toml`` or ``~/.config/hop/auth.toml``, as the LVK user guide sets them
+    up), the one named ``username`` where several match. The embedded broker and loopback hosts take no
+    credentials. Secrets are never logged.
+
+    Parameters
+    ----------
+    username, password : str or None
+        Configured credentials (from the environment); empty: look in hop's stored credentials.
+    method, protocol : str
+        SASL mechanism and security protocol for configured credentials.
+    url : str, optional
+        The broker (``kafka://host:port`` or ``"embedded"``); without it, only configured credentials count.
+
+    Raises
+    ------
+    django.core.exceptions.ImproperlyConfigured
+        hop's credential file is unreadable or unsafe, or several stored credentials match the host and
+        no username says which.
     """
-    if not username:
-        return False
     from hop.auth import Auth
 
-    return Auth(username, password or "", method=method, protocol=protocol)
+    if username and password:
+        return Auth(username, password, method=method, protocol=protocol)
+    host = urlparse(url).hostname if url and url != EMBEDDED and "://" in url else None
+    if not host or host in _LOCAL_HOSTS or host.startswith("127."):
+        return False
+    return _stored_auth(host, urlparse(url).port, username or None)
+
+
+def _stored_auth(host: str, port: int | None, username: str | None):
+    """hop's stored credential for ``host`` (``False`` when hop stores none)."""
+    from django.core.exceptions import ImproperlyConfigured
+    from hop.auth import AmbiguousCredentialError, load_auth, select_matching_auth
+
+    try:
+        creds = load_auth()
+    except FileNotFoundError:
+        logger.info("no Kafka credentials configured for %s and none stored by hop: no authentication", host)
+        return False
+    except (RuntimeError, KeyError) as exc:  # unsafe permissions, or a file hop cannot parse
+        raise ImproperlyConfigured(f"hop's stored credentials cannot be used: {exc}") from exc
+    target = f"{host}:{port}" if port else host
+    try:
+        auth = select_matching_auth(creds, target, username)
+    except AmbiguousCredentialError as exc:
+        raise ImproperlyConfigured(
+            f"several of hop's stored credentials match {target}: set USERNAME to the one to use ({exc})"
+        ) from exc
+    except RuntimeError:
+        logger.info("hop stores no credentials for %s: no authentication", target)
+        return False
+    logger.info("using hop's stored credentials for %s (user %s)", target, auth.username)
+    return auth
 
 
 def open_producer(

@@ -85,7 +85,7 @@ def _producer(timeout: float) -> Any:
     if cached is not None and cached[0] == target:
         return cached[1]
     _discard_producer()  # one for another broker (the embedded one restarted on a new port, say)
-    auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD)
+    auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD, url=broker_settings.KAFKA_URL)
     producer = open_producer(broker_settings.KAFKA_URL, auth=auth, timeout=timeout)
     _producers[_here()] = (target, producer)
     return producer

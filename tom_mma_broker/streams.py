@@ -119,7 +119,9 @@ class ReliableHopskotchAlertStream(AlertStream):
     ``GROUP_ID``
         Consumer group; offsets are committed under it.
     ``USERNAME``, ``PASSWORD``
-        SCRAM credentials (from the environment); none means no authentication.
+        SCRAM credentials (from the environment). Without a password: the credentials hop stores for
+        the broker's host (``hop auth add``; ``USERNAME`` picks one where several match); none stored
+        means no authentication. The embedded broker and loopback hosts take none.
     ``AUTH``
         ``False`` to force no authentication.
     ``SASL_MECHANISM``, ``SECURITY_PROTOCOL``
@@ -179,6 +181,7 @@ class ReliableHopskotchAlertStream(AlertStream):
             getattr(self, "password", None),
             method=getattr(self, "sasl_mechanism", None) or "SCRAM-SHA-512",
             protocol=getattr(self, "security_protocol", None) or "SASL_SSL",
+            url=self.url,
         )
 
     def topics(self, available: Iterable[str] = ()) -> list[str]:

@@ -56,7 +56,7 @@ class Command(ExampleCommand):
     def _publish(self, options):
         url = options["url"] or broker_settings.KAFKA_URL
         # SCRAM credentials of the TOM's broker settings (never printed); none: no authentication
-        auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD)
+        auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD, url=url)
         n = 0
         try:
             for path, message_id in publish_files(options["paths"], options["topic"], url, auth=auth):

@@ -138,7 +138,7 @@ class Command(BaseCommand):
             return
 
         url = options["url"] or getattr(settings, "KAFKA_URL", None) or EMBEDDED
-        auth = hop_auth(options["username"], os.environ.get("HOPSKOTCH_PASSWORD"))
+        auth = hop_auth(options["username"], os.environ.get("HOPSKOTCH_PASSWORD"), url=url)
         try:
             target = resolve_broker_url(url)
             _check_reachable(bootstrap_servers(target))
