@@ -111,6 +111,15 @@ def test_kafkabroker_start_status_stop(tmp_path):
 
             topics = AdminClient({"bootstrap.servers": f"127.0.0.1:{status['port']}"}).list_topics(timeout=5).topics
             assert {"x.one", "x.two"} <= set(topics)
+            # `topics` lists and creates nothing; --create creates
+            listed = run("kafkabroker", "topics").splitlines()
+            assert "x.one  (1 partition)" in listed and listed[-1] == f"{len(listed) - 1} topics"
+            assert "x.three" not in run("kafkabroker", "topics")
+            with pytest.raises(CommandError, match="add --create"):
+                run("kafkabroker", "topics", "--topic", "x.three")
+            assert "x.three" not in json.loads(run("kafkabroker", "topics", "--json"))
+            assert run("kafkabroker", "topics", "--create", "--topic", "x.three").startswith("created: x.three")
+            assert json.loads(run("kafkabroker", "topics", "--json"))["x.three"] == 1
         finally:
             assert "stopped" in run("kafkabroker", "stop")
         assert "not running" in run("kafkabroker", "status")
@@ -190,3 +199,20 @@ def test_replayalerts_publishes_gcn_text_with_its_format(kafka_broker, topic, tm
 def test_replayalerts_refuses_a_topic_name_kafka_would_refuse(alert_folder):
     with pytest.raises(CommandError, match="at most 249"):
         run("replayalerts", str(alert_folder / "a0.json"), "--topic", "x" * 250)
+
+
+def _our_commands() -> list[tuple[str, str]]:
+    """(app, command) of every management command of the two apps."""
+    from django.core.management import get_commands
+
+    return sorted((app, name) for name, app in get_commands().items() if app in ("tom_mma", "tom_mma_broker"))
+
+
+@pytest.mark.parametrize(("app", "name"), _our_commands())
+def test_every_command_help_ends_with_examples(app, name):
+    from django.core.management import load_command_class
+
+    help_text = load_command_class(app, name).create_parser("manage.py", name).format_help()
+    tail = help_text.rstrip().split("\n\nexamples:\n")
+    assert len(tail) == 2, f"{name} --help has no examples section"
+    assert all(line.strip().startswith(f"./manage.py {name}") for line in tail[1].splitlines())

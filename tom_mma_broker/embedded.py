@@ -128,6 +128,28 @@ def _port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+def list_topics(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:
+    """The broker's topics (internal ``__`` ones aside) and their partition counts.
+
+    Parameters
+    ----------
+    bootstrap : str
+        ``host:port`` of the broker.
+    timeout : float
+        Seconds to wait for the broker.
+
+    Returns
+    -------
+    dict of str to int
+        Topic -> number of partitions, sorted by name.
+    """
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)})
+    topics = admin.list_topics(timeout=timeout).topics
+    return {name: len(meta.partitions) for name, meta in sorted(topics.items()) if not name.startswith("__")}
+
+
 def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 1, timeout: float = 10.0) -> list[str]:
     """Create the topics that do not exist yet, with ``max.message.bytes`` set.
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from tom_mma.gw import events
+from tom_mma.management.base import ExampleCommand
 from tom_mma.models import GWEvent
 
 
-class Command(BaseCommand):
+class Command(ExampleCommand):
     help = (
         "Print the candidates (Targets) of a GW event in order of credible level: probability density per "
         "steradian, credible level (0..1) and, where the sky map has distance, the conditional distance."
+    )
+    examples = (
+        "./manage.py rankcandidates MS170817a --limit 10",
+        "./manage.py rankcandidates S190425z --rank --json   # re-rank every Target first",
     )
 
     def add_arguments(self, parser):

@@ -5,17 +5,23 @@ from __future__ import annotations
 import sys
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from tom_mma.management.base import ExampleCommand
 from tom_mma_broker import demo
 from tom_mma_broker.embedded import EmbeddedBrokerError
 from tom_mma_broker.kafka import embedded_broker
 
 
-class Command(BaseCommand):
+class Command(ExampleCommand):
     help = (
         "Replay GW170817 through the whole pipeline (embedded Kafka, archive, kilonova classifier, derived "
         "alerts, Targets, observation request) and serve the TOM. --once: run the flow, print a summary, exit."
+    )
+    examples = (
+        "./manage.py mmademo            # the flow, then the TOM at http://127.0.0.1:8000/ (Ctrl-C stops all)",
+        "./manage.py mmademo --once     # the flow and a summary; nothing left running",
+        "./manage.py mmademo --once --speed 0",
     )
 
     def add_arguments(self, parser):

@@ -7,8 +7,9 @@ import socket
 from collections import Counter
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from tom_mma.management.base import ExampleCommand
 from tom_mma_broker.gw170817 import (
     ALL_SELECTION,
     DEFAULT_GW_TOPIC,
@@ -43,11 +44,15 @@ def _check_reachable(bootstrap: str, timeout: float = 5.0) -> None:
         raise CommandError(f"cannot reach the Kafka broker at {bootstrap}: {exc}") from exc
 
 
-class Command(BaseCommand):
+class Command(ExampleCommand):
     help = (
         "Replay GW170817 onto Kafka, in time order: the LVK notices (igwn.alerts Avro, real sky map, "
         "mock superevent MS170817a) then the real AT2017gfo photometry (tom-mma/photometry/v1 JSON), "
         "every message marked with the header x-tom-mma-replay: GW170817. See docs/gw170817-replay.md."
+    )
+    examples = (
+        "./manage.py replaygw170817 --url embedded --speed 0",
+        "./manage.py replaygw170817 --url kafka://kafka.example.org:9092 --all-photometry --bands g r i z",
     )
 
     def add_arguments(self, parser):
