@@ -108,6 +108,8 @@ def check_classifier_artifact(app_configs=None, **kwargs) -> list[checks.CheckMe
     ok, message = verify_checksum(broker_settings.CLASSIFIER_ARTIFACT)
     if ok:
         return []
-    return [checks.Error(message, hint="tom-mma ships the artifact: reinstall it, or train one (./manage.py trainkilonova --out DIR) "
-                         "and set TOM_MMA_BROKER['CLASSIFIER_ARTIFACT'] to DIR/kilonova-v1.skops.",
-                         id="tom_mma_broker.E005")]  # fmt: skip
+    hint = (
+        "tom-mma ships the artifact: reinstall it, or train one (./manage.py trainkilonova --out DIR) "
+        "and set TOM_MMA_BROKER['CLASSIFIER_ARTIFACT'] to DIR/kilonova-v1.skops."
+    )
+    return [checks.Error(message, hint=hint, id="tom_mma_broker.E005")]
