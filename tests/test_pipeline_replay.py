@@ -54,8 +54,12 @@ def test_replaygw170817_twice_archives_each_message_once(kafka_broker):
 
 
 @pytest.mark.slow
-def test_mmademo_once_twice_makes_the_target_its_request_and_nothing_more(kafka_broker, settings):
-    """``mmademo --once`` (eager Celery, embedded broker), run twice: the same TOM, nothing doubled."""
+def test_mmademo_once_twice_makes_the_target_its_request_and_nothing_more(kafka_broker, settings, tmp_path):
+    """``mmademo --once`` (eager Celery, embedded broker), run twice: the same TOM, nothing doubled.
+
+    The first run uses the broker that is already running and leaves it running; the second starts one of
+    its own (another state directory) and stops it when it is done.
+    """
     from tom_dataproducts.models import PhotometryReducedDatum
     from tom_observations.models import ObservationRecord
     from tom_targets.models import Target
@@ -63,6 +67,7 @@ def test_mmademo_once_twice_makes_the_target_its_request_and_nothing_more(kafka_
     from tests.test_pipeline import snapshot
     from tom_mma.models import DerivedAlertRecord, ObservationTrigger
     from tom_mma_broker.gw170817 import DEFAULT_GW_TOPIC, DEFAULT_PHOTOMETRY_TOPIC
+    from tom_mma_broker.kafka import embedded_broker
 
     results = f"derived.demo.{uuid.uuid4().hex[:8]}"
     settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "RESULTS_TOPIC": results}
@@ -92,5 +97,10 @@ def test_mmademo_once_twice_makes_the_target_its_request_and_nothing_more(kafka_
     assert ObservationTrigger.objects.get(target=target).details["region"] == "inside"
     first = snapshot()
 
-    assert "demo complete" in mmademo()
+    assert kafka_broker.pid == embedded_broker().status().pid  # not the demo's to stop
+
+    settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "EMBEDDED_STATE_DIR": str(tmp_path / "kafka")}
+    output = mmademo()
+    assert "demo complete" in output and "embedded Kafka broker stopped" in output
+    assert embedded_broker().status() is None  # nothing of the demo's own is left running
     assert snapshot() == first

@@ -37,21 +37,39 @@ class Command(ExampleCommand):
 
     def handle(self, *args, **options):
         from tom_mma_broker.gw170817 import DEFAULT_SPEED
-        from tom_mma_broker.gw170817.replay import ReplayProgress
-        from tom_mma_broker.publishing import publish_pending
 
         speed = DEFAULT_SPEED if options["speed"] is None else options["speed"]
         out = self.stdout
         call_command("migrate", interactive=False, verbosity=0)
+        embedded = embedded_broker()
+        # the demo stops what it starts, and only that: a broker the user already runs stays up
+        started_broker = embedded.status() is None
         try:
-            broker = embedded_broker().start(demo.demo_topics().values())
+            broker = embedded.start(demo.demo_topics().values())
         except EmbeddedBrokerError as exc:
             raise CommandError(str(exc)) from exc
-        out.write(f"embedded Kafka broker at {broker.url}")
-        stream, thread = demo.start_stream()
-        out.write("replaying GW170817 (an LVK notice with the real sky map, then AT2017gfo's photometry)")
-        from tom_mma_broker.gw170817 import replay_messages
+        stream = thread = None
+        try:
+            out.write(f"embedded Kafka broker at {broker.url}")
+            stream, thread = demo.start_stream()
+            self._run(options, broker, stream, thread, speed)
+        except KeyboardInterrupt:
+            out.write("\nstopping")
+        finally:
+            if stream is not None:
+                stream.stop()
+                thread.join(10)
+            if started_broker:
+                embedded.stop()
+                out.write("embedded Kafka broker stopped")
 
+    def _run(self, options, broker, stream, thread, speed) -> None:
+        from tom_mma_broker.gw170817 import replay_messages
+        from tom_mma_broker.gw170817.replay import ReplayProgress
+        from tom_mma_broker.publishing import publish_pending
+
+        out = self.stdout
+        out.write("replaying GW170817 (an LVK notice with the real sky map, then AT2017gfo's photometry)")
         with ReplayProgress(total=len(replay_messages()), stream=sys.stdout) as progress:
             ids = demo.run_replay(broker, speed, progress)
 
@@ -65,12 +83,9 @@ class Command(ExampleCommand):
         result = demo.summary()
         out.write("\n".join(result.lines()))
         if not settled:
-            stream.stop()
             raise CommandError(f"the pipeline did not settle within {options['timeout']} s (see the log above)")
         username, password = demo.demo_login()
         if options["once"]:
-            stream.stop()
-            thread.join(10)
             out.write(self.style.SUCCESS("demo complete"))
             return
         addr = options["addr"]
@@ -80,6 +95,5 @@ class Command(ExampleCommand):
         out.write(self.style.SUCCESS(f"\nThe TOM is at http://{addr}/  login: {username}  password: {password}"))
         if target:
             out.write(f"AT2017gfo: http://{addr}/targets/{target['id']}/")
-        out.write("the stream keeps reading in the background; Ctrl-C stops everything "
-                  "(./manage.py kafkabroker stop stops the broker)")  # fmt: skip
+        out.write("the stream keeps reading in the background; Ctrl-C stops everything")
         call_command("runserver", addr, use_reloader=False, insecure_serving=True)
