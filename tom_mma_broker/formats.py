@@ -31,6 +31,8 @@ import fastavro
 import orjson
 from django.core.serializers.json import DjangoJSONEncoder
 
+from tom_mma.hopmessages import header_value
+
 __all__ = [
     "DecodeError",
     "Decoded",
@@ -90,14 +92,6 @@ class Decoded:
     format: str
     model: Any
     content: Any
-
-
-def header_value(headers: list[tuple[str, bytes]] | None, name: str) -> bytes | None:
-    """The first value of header ``name``, or None."""
-    for key, value in headers or ():
-        if key == name:
-            return value
-    return None
 
 
 def detect_format(headers: list[tuple[str, bytes]] | None, payload: bytes) -> str:

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
 
+from tom_mma.hopmessages import json_payload, message_id, metadata_headers
+
 from .candidates import ingest_point
-from .formats import header_value
 from .schemas.photometry import PhotometryPoint
 
 __all__ = ["photometry_handler", "queue_classification"]
 
 logger = logging.getLogger(__name__)
-
-
-def _content(alert: Any) -> Any:
-    content = getattr(alert, "content", alert)
-    if isinstance(content, bytes | bytearray):
-        content = json.loads(content)
-    return content
-
-
-def _message_id(metadata: Any) -> uuid.UUID | None:
-    value = header_value(getattr(metadata, "headers", None), "_id")
-    if value is None:
-        return None
-    return uuid.UUID(bytes=value) if len(value) == 16 else uuid.UUID(value.decode())
 
 
 def photometry_handler(alert: Any, metadata: Any) -> None:
@@ -41,8 +26,8 @@ def photometry_handler(alert: Any, metadata: Any) -> None:
 
     Raises ``ValueError`` for a message that is not a valid v1 point (the stream quarantines it).
     """
-    point = PhotometryPoint.from_dict(_content(alert))
-    candidate, created = ingest_point(point, _message_id(metadata))
+    point = PhotometryPoint.from_dict(json_payload(alert, "photometry"))
+    candidate, created = ingest_point(point, message_id(metadata_headers(metadata)))
     if created:
         queue_classification(candidate.pk)
 

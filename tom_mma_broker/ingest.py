@@ -32,7 +32,6 @@ Guarantees, per batch, in one database transaction:
 
 from __future__ import annotations
 
-import base64
 import enum
 import hashlib
 import logging
@@ -51,8 +50,10 @@ from django.db import DataError, IntegrityError, InterfaceError, OperationalErro
 from django.db.models import F
 from django.utils import timezone
 
+from tom_mma.hopmessages import decode_headers, encode_headers, message_id
+
 from .conf import broker_settings
-from .formats import DecodeError, UnstorableContent, clean_text, decode, detect_format, header_value
+from .formats import DecodeError, UnstorableContent, clean_text, decode, detect_format
 from .models import ArchivedAlert, QuarantinedAlert, TopicHealth
 
 __all__ = [
@@ -175,11 +176,10 @@ class Envelope:
     @classmethod
     def from_archive(cls, alert: ArchivedAlert) -> Envelope:
         """Rebuild the envelope of an archived message (headers as they were received)."""
-        headers = [(k, base64.b64decode(v[7:]) if v.startswith("base64:") else v.encode()) for k, v in alert.headers]
         return cls(
             topic=alert.topic,
             payload=bytes(alert.payload),
-            headers=headers,
+            headers=decode_headers(alert.headers),
             partition=alert.partition,
             offset=alert.offset,
             origin="kafka" if alert.key.startswith(("id:", "kafka:")) else "archive",
@@ -188,13 +188,7 @@ class Envelope:
     @property
     def message_id(self) -> uuid.UUID | None:
         """hop's ``_id`` header as a UUID (None when absent or malformed)."""
-        value = header_value(self.headers, "_id")
-        if value is None:
-            return None
-        try:
-            return uuid.UUID(bytes=value) if len(value) == 16 else uuid.UUID(value.decode())
-        except (ValueError, UnicodeDecodeError):
-            return None
+        return message_id(self.headers)
 
     @property
     def key(self) -> str:
@@ -298,24 +292,6 @@ class HandlerMap:
                 handler = next((h for p, h in self._patterns if p.match(topic)), self._default)
             self._cache[topic] = handler
         return self._cache[topic]
-
-
-def _headers_json(headers: Iterable[tuple[str, bytes]]) -> list[list[str]]:
-    out = []
-    for key, value in headers:
-        key = clean_text(key) if isinstance(key, str) else str(key)
-        if isinstance(value, bytes):
-            try:
-                text = value.decode("utf-8")
-                if text.isprintable():
-                    out.append([key, text])
-                    continue
-            except UnicodeDecodeError:
-                pass
-            out.append([key, "base64:" + base64.b64encode(value).decode()])
-        else:
-            out.append([key, "" if value is None else str(value)])
-    return out
 
 
 def _kafka_time(ms: int | None) -> datetime | None:
@@ -514,7 +490,7 @@ class Ingestor:
             offset=envelope.offset,
             kafka_timestamp=_kafka_time(envelope.timestamp_ms),
             received=now,
-            headers=_headers_json(envelope.headers),
+            headers=encode_headers(envelope.headers, clean=clean_text),
             format=envelope.format,
             payload=envelope.payload,
             size=len(envelope.payload),

@@ -38,9 +38,10 @@ from django.db import DatabaseError, InterfaceError, close_old_connections
 from django.utils.module_loading import import_string
 from tom_alertstreams.alertstreams.alertstream import AlertStream
 
+from tom_mma.hopmessages import header_value
+
 from .conf import broker_settings
 from .embedded import EmbeddedBrokerError
-from .formats import header_value
 from .ingest import Envelope, HandlerMap, Ingestor, IngestResult, Outcome, record_stream_error
 from .kafka import EMBEDDED, hop_auth, resolve_broker_url
 

@@ -32,6 +32,8 @@ from typing import Any
 import fastavro
 from fastavro.validation import ValidationError, validate
 
+from tom_mma.hopmessages import EmptyMessage, payload
+
 from .skymaps import MultiOrderSkyMap, SkyMapError, read_multiorder
 
 __all__ = [
@@ -428,19 +430,6 @@ def parse_json(content: Mapping[str, Any] | str | bytes) -> GWNotice:
     return _build(record, "json")
 
 
-def _payload(message: Any) -> Any:
-    """The payload of whatever a stream hands a handler: hop's ``.content``, confluent-kafka's ``.value()``."""
-    if hasattr(message, "content"):
-        return message.content
-    value = getattr(message, "value", None)
-    if callable(value):  # a confluent_kafka.Message (str and bytes have no ``value``; dict has ``values``)
-        payload = value()
-        if payload is None:
-            raise NoticeError("an empty Kafka message (no value)")
-        return payload
-    return message
-
-
 def notice_from_message(message: Any, transport: str) -> GWNotice:
     """Parse whatever a stream hands a topic handler into a notice.
 
@@ -458,7 +447,10 @@ def notice_from_message(message: Any, transport: str) -> GWNotice:
     NoticeError
         With the reason the notice cannot be taken.
     """
-    content = _payload(message)
+    try:
+        content = payload(message)
+    except EmptyMessage as exc:
+        raise NoticeError(str(exc)) from exc
     if transport == "avro":
         if isinstance(content, bytes | bytearray):
             # an Avro container without hop's headers reaches the handler as a raw Blob
