@@ -19,8 +19,8 @@ from tom_observations.models import ObservationRecord
 from tom_targets.models import Target
 
 from tests.lvk_samples import DATA, SEQUENCE, avro_record, burst_record, json_form
-from tom_mma import signals
-from tom_mma.gw import events, receivers
+from tom_mma import receivers, signals
+from tom_mma.gw import events
 from tom_mma.gw.notices import NoticeError
 from tom_mma.gw.skymaps import read_multiorder
 from tom_mma.handlers.lvk import gcn_igwn_gwalert_handler, igwn_gwalert_handler

@@ -14,7 +14,7 @@ from hop.models import AvroBlob
 from PIL import Image
 from tom_targets.models import Target
 
-from tom_mma.gw import receivers
+from tom_mma import receivers
 from tom_mma.gw.skymaps import read_multiorder
 from tom_mma.handlers.lvk import igwn_gwalert_handler
 from tom_mma.models import GWEvent

@@ -176,7 +176,7 @@ def test_a_stock_tom_gets_tom_mma_from_the_wheel_and_the_readme(dist, tmp_path):
             "derived alert": "select count(*) from tom_mma_derivedalertrecord",
             "ranked target": "select count(*) from tom_mma_eventcandidate",
             "observation request": "select count(*) from tom_observations_observationrecord r join "
-            "tom_targets_target t on r.target_id = t.id where t.name = 'AT2017gfo'",
+            "tom_targets_basetarget t on r.target_id = t.id where t.name = 'AT2017gfo'",
         }
         seen: dict[str, int] = {}
         deadline = time.monotonic() + 300
@@ -191,7 +191,7 @@ def test_a_stock_tom_gets_tom_mma_from_the_wheel_and_the_readme(dist, tmp_path):
         time.sleep(5)  # what arrives late must not double anything
         assert tom.count(wanted["observation request"]) == 1
         assert tom.count(wanted["event"]) == 1
-        assert tom.count("select count(*) from tom_targets_target where name = 'AT2017gfo'") == 1
+        assert tom.count("select count(*) from tom_targets_basetarget where name = 'AT2017gfo'") == 1
     finally:
         _stop(stream)
         _stop(worker)

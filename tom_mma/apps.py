@@ -11,10 +11,12 @@ class TomMmaConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
-        from .gw import receivers
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            receivers,
+        )
 
-        receivers.connect()  # new Targets are ranked against active GW events
+        receivers.connect()  # the services' signals become Celery tasks
 
     def include_url_paths(self) -> list:
         """tomtoolkit integration: the GW event pages under ``/gw/``."""

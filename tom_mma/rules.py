@@ -5,36 +5,43 @@ A rule is a subclass of :class:`ObservationRule` named by dotted path in ``TOM_M
 evaluated; when one holds, a :class:`~tom_mma.models.ObservationTrigger` row is claimed for
 (Target, rule) inside the ingest transaction. The table's unique constraint makes that claim succeed
 once per candidate and rule, ever: a replayed stream or a later alert of the same candidate claims
-nothing. After the ingest commits, :func:`submit_trigger` sends the request through the TOM's own
-facility interface (``TOM_FACILITY_CLASSES``) and records the ``ObservationRecord``.
+nothing. After the ingest commits, the ``observation_trigger_claimed`` signal sends the trigger to a Celery
+task (:mod:`tom_mma.receivers`), never run in the stream's thread, where :func:`submit_trigger` sends the
+request through the TOM's own facility interface (``TOM_FACILITY_CLASSES``) and records the
+``ObservationRecord``. A facility that is unreachable, times out or answers with a server error leaves the
+trigger ``pending`` with the error (retried with backoff, then swept); one that refuses the request (a form
+or validation error, an HTTP 4xx) fails it with the facility's reason.
 
 The default rule holds when the kilonova score is at least ``TOM_MMA['OBSERVATION_SCORE_THRESHOLD']``
 (default 0.5) and the candidate lies inside the GW event's ``TOM_MMA['OBSERVATION_CREDIBLE_LEVEL']``
 (default 0.9) credible region. An alert that names no GW event, or whose event has no sky map yet
 (``tom_mma.gw.events.credible_level`` missing or returning ``None``), does not fire the rule, unless
 ``TOM_MMA['OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP']`` lets the score alone decide in those cases. When an
-event's sky map arrives or changes (the ``tom_mma.signals.gw_skymap_updated`` signal),
+event's sky map arrives or changes (the ``tom_mma.signals.gw_skymap_updated`` signal, in a task),
 :func:`evaluate_rules_for_event` evaluates the rules again for the Targets of the alerts that named it: a
 candidate that now lies inside the region gets its request then (still once per candidate and rule).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
-from django.db.models import Count
+from django.db.models import Count, F
+from django.utils import timezone
 from django.utils.module_loading import import_string
 from tom_observations.facility import get_service_class
 from tom_observations.models import ObservationRecord
 
+from tom_mma import signals
 from tom_mma.conf import mma_settings
-from tom_mma.models import ObservationTrigger
+from tom_mma.gw.events import credible_level, link_observation
+from tom_mma.models import GWEvent, ObservationTrigger
 from tom_mma.schemas.derived_alert import DerivedAlert
 from tom_mma.targets import assign_observation_permissions
 
@@ -43,13 +50,15 @@ __all__ = [
     "ObservationRule",
     "KilonovaScoreRule",
     "FacilityRejected",
+    "FacilityUnavailable",
     "load_rules",
     "get_rule",
     "evaluate_rules",
     "evaluate_rules_for_event",
-    "on_skymap_updated",
     "submit_trigger",
     "retry_trigger",
+    "give_up_trigger",
+    "stale_triggers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,6 +71,23 @@ def setting(key: str) -> Any:
 
 class FacilityRejected(Exception):
     """The facility's form or validation rejected the request; the message says why."""
+
+
+class FacilityUnavailable(Exception):
+    """The facility could not be reached, timed out or failed on its side: trying again later may succeed."""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Whether a facility's error says "try again later": no connection, a timeout, an HTTP 5xx.
+
+    ``requests``' errors are ``OSError`` subclasses; an ``HTTPError`` carries the response, whose status
+    separates a server's failure (5xx, retried) from a refusal (4xx, not).
+    """
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if status is not None:
+        return status >= 500 or status == 429
+    return isinstance(exc, OSError | TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -202,12 +228,8 @@ class KilonovaScoreRule(ObservationRule):
     def credible_level(self, superevent_id: str, ra: float, dec: float) -> float | None:
         """The smallest credible level of the event's sky map whose region contains (ra, dec).
 
-        ``None`` while unknown: no GW layer installed (``tom_mma.gw.events``), or no sky map yet.
+        ``None`` while unknown: the event unknown or retracted, or no sky map yet.
         """
-        try:
-            from tom_mma.gw.events import credible_level
-        except ImportError:
-            return None
         level = credible_level(superevent_id, ra, dec)
         return None if level is None else float(level)
 
@@ -254,18 +276,15 @@ class KilonovaScoreRule(ObservationRule):
         )
 
 
-def _link_to_event(superevent_id: str, record: ObservationRecord) -> None:
-    """Let the GW layer link the request to its event (``tom_mma.gw.events.link_observation``), if present."""
-    try:
-        from tom_mma.gw.events import link_observation
-        from tom_mma.models import GWEvent
-    except ImportError:
-        return
+def _link_to_event(superevent_id: str, observation: ObservationRecord) -> None:
+    """Link a request to the GW event its alert named (so that a retraction cancels it)."""
     event = GWEvent.objects.filter(superevent_id=superevent_id).first()
     if event is None:
-        logger.info("observation %s: GW event %s unknown to this TOM; not linked", record.observation_id, superevent_id)
+        logger.info(
+            "observation %s: GW event %s unknown to this TOM; not linked", observation.observation_id, superevent_id
+        )
         return
-    link_observation(event, record)
+    link_observation(event, observation)
 
 
 def load_rules() -> list[ObservationRule]:
@@ -302,12 +321,13 @@ def get_rule(name: str) -> ObservationRule:
     raise LookupError(f"no rule named {name!r} in TOM_MMA['OBSERVATION_RULES']")
 
 
-def evaluate_rules(alert: DerivedAlert, record: Any, target: Any) -> list[ObservationTrigger]:
+def evaluate_rules(alert: DerivedAlert, alert_record: Any, target: Any) -> list[ObservationTrigger]:
     """Evaluate every rule for an ingested classification; claim a trigger for each that holds.
 
-    Must run inside the ingest transaction: the submission of each newly claimed trigger is scheduled
-    for after the commit (``transaction.on_commit``), so that no facility is called for an ingest that
-    rolls back, and no network call holds the transaction open.
+    Must run inside the ingest transaction: each newly claimed trigger is a ``pending`` row of that
+    transaction, and the ``observation_trigger_claimed`` signal is sent after its commit (a task submits it,
+    never the caller's thread), so that no facility is called for an ingest that rolls back, and no network
+    call holds the transaction open.
 
     Returns
     -------
@@ -325,7 +345,7 @@ def evaluate_rules(alert: DerivedAlert, record: Any, target: Any) -> list[Observ
                 trigger = ObservationTrigger.objects.create(
                     target=target,
                     rule=rule.name,
-                    alert=record,
+                    alert=alert_record,
                     facility=rule.facility_name(),
                     reason=decision.reason,
                     details=dict(decision.details),
@@ -347,7 +367,13 @@ def evaluate_rules(alert: DerivedAlert, record: Any, target: Any) -> list[Observ
             target.pk,
             trigger.pk,
         )
-        transaction.on_commit(partial(submit_trigger, trigger.pk), robust=True)
+        trigger_id = trigger.pk
+        transaction.on_commit(
+            lambda trigger_id=trigger_id: signals.observation_trigger_claimed.send_robust(
+                sender=ObservationTrigger, trigger_id=trigger_id
+            ),
+            robust=True,
+        )
         claimed.append(trigger)
     return claimed
 
@@ -355,7 +381,7 @@ def evaluate_rules(alert: DerivedAlert, record: Any, target: Any) -> list[Observ
 def evaluate_rules_for_event(superevent_id: str) -> list[ObservationTrigger]:
     """Evaluate the rules again for every Target with a classification alert naming ``superevent_id``.
 
-    Called when the event's sky map arrives or changes (:func:`on_skymap_updated`): a candidate that did
+    Called (in a task) when the event's sky map arrives or changes: a candidate that did
     not qualify while the map was unknown may now lie inside the credible region. Each Target's alerts
     are evaluated in the order they were made until a rule claims its trigger, as they would have been had
     the map been there; a Target that already has a trigger for every rule is skipped. Retracted alerts
@@ -404,30 +430,23 @@ def evaluate_rules_for_event(superevent_id: str) -> list[ObservationTrigger]:
     return claimed
 
 
-def on_skymap_updated(sender: Any, event: Any, **kwargs: Any) -> None:
-    """Receiver of ``tom_mma.signals.gw_skymap_updated``: evaluate the rules for the event's alerts, on commit.
-
-    The signal is sent after the notice's transaction committed; ``on_commit`` runs the evaluation at once
-    then (or after an enclosing transaction), robustly: a failure is logged, never raised into the stream.
-    """
-    superevent_id = event.superevent_id
-
-    def evaluate_after_skymap() -> None:
-        evaluate_rules_for_event(superevent_id)
-
-    transaction.on_commit(evaluate_after_skymap, robust=True)
-
-
 def submit_trigger(trigger_id: int) -> ObservationTrigger:
     """Send the request of a pending trigger to its facility and record the outcome.
 
     Idempotent: only a ``pending`` trigger is submitted (it is moved to ``submitting`` first by a
     conditional update, so two workers cannot both submit it). The outcome is ``submitted`` with the
-    ``ObservationRecord`` rows, or ``failed`` with the error; a failed trigger is not retried
-    automatically (see :func:`retry_trigger`).
+    ``ObservationRecord`` rows; ``failed`` with the facility's reason when it refused the request (its form or
+    validation, an HTTP 4xx, a missing facility); or, when the facility could not answer (no connection, a
+    timeout, an HTTP 5xx), ``pending`` again with the error and one more attempt counted, and
+    :class:`FacilityUnavailable` raised so that the task retries it with backoff.
+
+    Raises
+    ------
+    FacilityUnavailable
+        The facility could not answer this time.
     """
     taken = ObservationTrigger.objects.filter(pk=trigger_id, status=ObservationTrigger.Status.PENDING).update(
-        status=ObservationTrigger.Status.SUBMITTING
+        status=ObservationTrigger.Status.SUBMITTING, attempts=F("attempts") + 1, modified=timezone.now()
     )
     trigger = ObservationTrigger.objects.select_related("target", "alert").get(pk=trigger_id)
     if not taken:
@@ -436,12 +455,19 @@ def submit_trigger(trigger_id: int) -> ObservationTrigger:
         rule = get_rule(trigger.rule)
         records = rule.request_observation(trigger)
     except Exception as exc:
-        # Any facility can fail in its own way (HTTP errors, ImproperlyConfigured, a missing facility...).
-        # The ingest is committed and correct; raising here would only make the stream redeliver a good
-        # message. The failure is recorded on the trigger (visible in the admin, retryable) and logged.
-        ObservationTrigger.objects.filter(pk=trigger_id).update(
-            status=ObservationTrigger.Status.FAILED, error=f"{type(exc).__name__}: {exc}"
-        )
+        # Any facility can fail in its own way (HTTP errors, ImproperlyConfigured, a missing facility...). The
+        # ingest is committed and correct: the failure is recorded on the trigger (visible in the admin,
+        # retryable) and logged; a transient one is retried.
+        error = f"{type(exc).__name__}: {exc}"[:10000]
+        if _is_transient(exc):
+            ObservationTrigger.objects.filter(pk=trigger_id).update(
+                status=ObservationTrigger.Status.PENDING, error=f"attempt {trigger.attempts}: {error}",
+                modified=timezone.now(),
+            )  # fmt: skip
+            logger.warning("trigger %s: %s did not answer (attempt %d): %s", trigger_id, trigger.facility,
+                           trigger.attempts, error)  # fmt: skip
+            raise FacilityUnavailable(error) from exc
+        ObservationTrigger.objects.filter(pk=trigger_id).update(status=ObservationTrigger.Status.FAILED, error=error)
         logger.exception("trigger %s (rule %s, target %s): request failed", trigger_id, trigger.rule, trigger.target_id)
         trigger.refresh_from_db()
         return trigger
@@ -458,9 +484,46 @@ def submit_trigger(trigger_id: int) -> ObservationTrigger:
     )
     gw_event = trigger.alert.gw_event if trigger.alert else ""
     if gw_event:
-        for record in records:
-            _link_to_event(gw_event, record)
+        for observation in records:
+            _link_to_event(gw_event, observation)
     return trigger
+
+
+def give_up_trigger(trigger_id: int, reason: str) -> None:
+    """Fail a trigger that is still ``pending`` after its retries (the facility never answered)."""
+    ObservationTrigger.objects.filter(pk=trigger_id, status=ObservationTrigger.Status.PENDING).update(
+        status=ObservationTrigger.Status.FAILED, error=reason[:10000]
+    )
+
+
+def stale_triggers(pending_for: dt.timedelta, submitting_for: dt.timedelta) -> list[int]:
+    """Triggers the sweep must see to: pending too long (their task was lost), or stuck while submitting.
+
+    A trigger ``submitting`` for longer than ``submitting_for`` lost its worker mid-request: whether the
+    facility took the request is unknown, so it is failed with that reason for a person to check (never
+    submitted twice). Pending ones are touched (``modified`` = now), so that each is sent again at most once
+    per ``pending_for``.
+
+    Returns
+    -------
+    list of int
+        The pending triggers to send again.
+    """
+    now = timezone.now()
+    ObservationTrigger.objects.filter(
+        status=ObservationTrigger.Status.SUBMITTING, modified__lt=now - submitting_for
+    ).update(
+        status=ObservationTrigger.Status.FAILED,
+        error="interrupted while submitting (a lost worker?): check the facility before retrying",
+        modified=now,
+    )
+    with transaction.atomic():
+        stale = ObservationTrigger.objects.select_for_update(skip_locked=True).filter(
+            status=ObservationTrigger.Status.PENDING, modified__lt=now - pending_for
+        )
+        ids = list(stale.values_list("pk", flat=True))
+        ObservationTrigger.objects.filter(pk__in=ids).update(modified=now)
+    return ids
 
 
 def retry_trigger(trigger_id: int) -> ObservationTrigger:

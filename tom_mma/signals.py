@@ -20,12 +20,27 @@ gw_event_retracted
     a retraction message (the broker's job). ``sender``: :class:`tom_mma.models.GWEvent`; keyword arguments:
     ``event``, ``notice`` (the retraction ``EventNotice``), ``never_live`` (True when the event was never
     seen before its retraction).
+gw_observations_to_cancel
+    Observation requests of an event await cancellation at their facilities (a request linked to an event
+    that was already retracted). ``sender``: :class:`tom_mma.models.GWEvent`; keyword argument: ``event``.
+observation_trigger_claimed
+    An observation rule held and claimed its trigger (a ``pending``
+    :class:`tom_mma.models.ObservationTrigger`); the request is yet to be sent to the facility.
+    ``sender``: :class:`tom_mma.models.ObservationTrigger`; keyword argument: ``trigger_id``.
 """
 
 from django.dispatch import Signal
 
-__all__ = ["gw_event_retracted", "gw_notice_received", "gw_skymap_updated"]
+__all__ = [
+    "gw_event_retracted",
+    "gw_notice_received",
+    "gw_observations_to_cancel",
+    "gw_skymap_updated",
+    "observation_trigger_claimed",
+]
 
 gw_notice_received = Signal()
 gw_skymap_updated = Signal()
 gw_event_retracted = Signal()
+gw_observations_to_cancel = Signal()
+observation_trigger_claimed = Signal()

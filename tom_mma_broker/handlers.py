@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import transaction
 
+from tom_mma import deferred
 from tom_mma.hopmessages import json_payload, message_id, metadata_headers
 
 from .candidates import ingest_point
@@ -39,7 +40,7 @@ def _enqueue_after_commit(candidate_pk: int) -> Callable[[], None]:
     def enqueue_classification() -> None:
         from .tasks import classify_candidate
 
-        classify_candidate.delay(candidate_pk)
+        deferred.send(classify_candidate, candidate_pk)
 
     return enqueue_classification
 

@@ -38,6 +38,7 @@ from django.db import DatabaseError, InterfaceError, close_old_connections
 from django.utils.module_loading import import_string
 from tom_alertstreams.alertstreams.alertstream import AlertStream
 
+from tom_mma import deferred
 from tom_mma.hopmessages import header_value
 
 from .conf import broker_settings
@@ -110,6 +111,10 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+#: seconds a stopping stream waits for the work it deferred in eager mode (Celery's work is the worker's)
+EAGER_DRAIN_S = 120.0
 
 
 class ReliableHopskotchAlertStream(AlertStream):
@@ -252,6 +257,15 @@ class ReliableHopskotchAlertStream(AlertStream):
             Counts by outcome.
         """
         super().listen()
+        # this thread only decodes, stores and enqueues: what its handlers defer (facility requests,
+        # ranking, classification) runs in Celery, or in eager mode on a background thread
+        with deferred.stream_thread():
+            stats = self._listen(max_messages, idle_timeout)
+        if not deferred.drain(timeout=EAGER_DRAIN_S):
+            logger.warning("the stream stopped with deferred work still running in the background")
+        return stats
+
+    def _listen(self, max_messages: int | None, idle_timeout: float | None) -> dict[str, int]:
         ingestor = Ingestor(self.handler_map)
         backoff = Backoff(broker_settings.RECONNECT_BASE_S, broker_settings.RECONNECT_MAX_S)
         topics: list[str] = self.handler_map.topics()

@@ -7,7 +7,7 @@ Handlers, tasks, views and commands call these functions; nothing else writes th
   re-ranking the candidates when the current sky map changed, cancelling observation requests when the event
   was retracted.
 - :func:`rank_event` ranks every Target against an event's current sky map; :func:`rank_targets` ranks some
-  Targets against every active event (new Targets arrive through :mod:`tom_mma.gw.receivers`).
+  Targets against every active event (new Targets arrive through :mod:`tom_mma.receivers`).
 - :func:`credible_level` answers "where is this position in the event's sky map" for other code.
 - :func:`link_observation` records that an observation request was made for an event;
   :func:`cancel_observations` cancels the pending ones of a retracted event through their facilities;
@@ -291,16 +291,14 @@ def _retract(event: GWEvent) -> None:
 
 
 def _after_commit(event_pk: int, notice_pk: int, skymap_changed: bool, retracted: bool) -> None:
-    """Queue the slow work, then send the signals (each receiver on its own: one failing stops no other)."""
-    from . import tasks  # a module with Celery tasks: imported when first needed, not at import time
+    """Send the signals (each receiver on its own: one failing stops no other).
 
+    The receivers of :mod:`tom_mma.receivers` turn them into tasks: re-ranking for a new sky map, the
+    cancellation of a retracted event's requests. The rows those tasks consume are already committed (the
+    event's current sky map, links in ``cancel_pending``), so a lost task is found again by the sweeps.
+    """
     event = GWEvent.objects.select_related("skymap").defer("skymap__fits").get(pk=event_pk)
     notice = EventNotice.objects.get(pk=notice_pk)
-    # the tasks first: no receiver can keep a retracted event's requests from being cancelled
-    if retracted:
-        _queue(tasks.cancel_observations_task, event_pk, event.superevent_id)
-    if skymap_changed:
-        _queue(tasks.rank_event_task, event_pk, event.superevent_id)
     _send(signals.gw_notice_received, event.superevent_id, sender=EventNotice, notice=notice, event=event)
     if skymap_changed:
         _send(signals.gw_skymap_updated, event.superevent_id, sender=GWEvent, event=event, skymap=event.skymap)
@@ -313,15 +311,6 @@ def _after_commit(event_pk: int, notice_pk: int, skymap_changed: bool, retracted
             notice=notice,
             never_live=event.never_live,
         )
-
-
-def _queue(task, event_pk: int, superevent_id: str) -> None:
-    try:
-        task.delay(event_pk)
-    except Exception:  # noqa: BLE001 - the Celery broker unreachable: logged; the signals must still go out
-        # a lost cancellation is picked up by tasks.sweep_cancellations; a lost ranking by the next sky map
-        # or `rankcandidates --rank`
-        logger.exception("%s: could not queue %s", superevent_id, task.name)
 
 
 def _send(signal, superevent_id: str, **kwargs) -> None:
@@ -527,14 +516,10 @@ def link_observation(event: GWEvent, record) -> EventObservation:
             link.status = EventObservation.Status.CANCEL_PENDING
             link.reason = "requested after the event was retracted"
             link.save(update_fields=["status", "reason", "modified"])
-            event_pk = event.pk
-
-            def _queue() -> None:
-                from . import tasks
-
-                tasks.cancel_observations_task.delay(event_pk)
-
-            transaction.on_commit(_queue, robust=True)
+            transaction.on_commit(
+                lambda: _send(signals.gw_observations_to_cancel, event.superevent_id, sender=GWEvent, event=event),
+                robust=True,
+            )
     return link
 
 

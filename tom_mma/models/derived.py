@@ -64,7 +64,7 @@ class ObservationTrigger(models.Model):
     """An observation request a rule made for a Target; at most one per (Target, rule)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"  # claimed; submission runs after the ingest commits
+        PENDING = "pending", "Pending"  # claimed; a task submits it after the ingest commits (or retries it)
         SUBMITTING = "submitting", "Submitting"  # a worker is talking to the facility
         SUBMITTED = "submitted", "Submitted"
         FAILED = "failed", "Failed"
@@ -77,6 +77,7 @@ class ObservationTrigger(models.Model):
     reason = models.TextField(blank=True, default="", help_text="Why the rule held.")
     details = models.JSONField(default=dict, blank=True, help_text="What the rule saw (score, region, ...).")
     error = models.TextField(blank=True, default="")
+    attempts = models.IntegerField(default=0, help_text="Submissions tried (a facility that did not answer).")
     observation_records = models.ManyToManyField("tom_observations.ObservationRecord", blank=True, related_name="+")
     created = models.DateTimeField(auto_now_add=True)
     modified = models.DateTimeField(auto_now=True)

@@ -1,0 +1,106 @@
+"""Deferred effects: how work leaves the thread that made it necessary.
+
+A stream's thread decodes, stores and enqueues; it never waits on an observatory. Everything slow (a
+facility's API, ranking every Target against a new sky map, re-evaluating the observation rules, a
+classification) is first a database row written in the ingest transaction (a pending trigger, an event whose
+sky map is not ranked yet, a candidate not classified yet), then a Celery task sent after the commit by
+:func:`send`, and a periodic sweep sends it again if the send was lost (a Celery broker down at commit time
+delays the effect and loses nothing).
+
+With a Celery broker, :func:`send` is ``task.delay``. In eager mode (the demo's embedded default, no worker),
+a task sent from a stream's thread (marked by :func:`stream_thread`) runs on one background thread of this
+process instead, in the order sent, so that the stream goes on reading while a facility answers; from any
+other thread it runs at once, as Celery's eager mode does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["drain", "in_stream_thread", "send", "stream_thread"]
+
+logger = logging.getLogger(__name__)
+
+_local = threading.local()
+_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+_futures: set[Future] = set()
+
+
+@contextmanager
+def stream_thread() -> Iterator[None]:
+    """Mark the current thread as a stream's for the duration: eager tasks it sends run in the background."""
+    previous = getattr(_local, "stream", False)
+    _local.stream = True
+    try:
+        yield
+    finally:
+        _local.stream = previous
+
+
+def in_stream_thread() -> bool:
+    """Whether the current thread is inside :func:`stream_thread`."""
+    return bool(getattr(_local, "stream", False))
+
+
+def send(task: Any, *args: Any) -> None:
+    """Send a Celery task: to the broker, or, in eager mode from a stream's thread, to the background thread.
+
+    Robust: a failure to send (the Celery broker unreachable) is logged, never raised; the periodic sweeps
+    find the work in the database and send it again.
+
+    Parameters
+    ----------
+    task : celery.Task
+        A ``@shared_task``.
+    *args
+        Its arguments (primary keys and other JSON values).
+    """
+    try:
+        if task.app.conf.task_always_eager and in_stream_thread():
+            future = _background().submit(_run_eager, task, args)
+            with _lock:
+                _futures.add(future)
+            future.add_done_callback(_forget)
+        else:
+            task.delay(*args)
+    except Exception:  # noqa: BLE001 - the send is best effort: the work is in the database for the sweep
+        logger.exception("could not send %s%r: the sweep will send it again", task.name, args)
+
+
+def drain(timeout: float | None = None) -> bool:
+    """Wait for the background thread's tasks sent so far; True if all finished within ``timeout`` seconds."""
+    with _lock:
+        pending = set(_futures)
+    done, not_done = wait(pending, timeout=timeout)
+    return not not_done
+
+
+def _background() -> ThreadPoolExecutor:
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tom-mma-eager")
+        return _executor
+
+
+def _forget(future: Future) -> None:
+    with _lock:
+        _futures.discard(future)
+
+
+def _run_eager(task: Any, args: tuple) -> None:
+    from django.db import close_old_connections, connection
+
+    close_old_connections()
+    try:
+        result = task.apply(args=args)
+        if result.failed():
+            logger.error("%s%r failed: %s", task.name, args, result.result)
+    finally:
+        connection.close()  # this thread's own connection: not left open between tasks
