@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 
 from example_tom.settings import *  # noqa: F403
-from example_tom.settings import INSTALLED_APPS
+from example_tom.settings import INSTALLED_APPS, TOM_FACILITY_CLASSES, TOM_MMA
 
 INSTALLED_APPS = INSTALLED_APPS + ["tests.testapp"]
 
@@ -59,5 +59,8 @@ TOM_MMA_BROKER = {
     "RESULTS_TOPIC": os.environ.get("TOM_MMA_TEST_RESULTS_TOPIC", "tom-mma.derived"),
     "PUBLISH_TIMEOUT_S": 10.0,
 }
-# a child process gets its stream configuration from the test that started it
+# a child process gets its stream configuration, and any TOM_MMA settings, from the test that started it
 ALERT_STREAMS: list = json.loads(os.environ.get("TOM_MMA_TEST_ALERT_STREAMS", "[]"))
+TOM_MMA = {**TOM_MMA, **json.loads(os.environ.get("TOM_MMA_TEST_TOM_MMA", "{}"))}
+# test facilities beside the example TOM's (tests/facilities.py)
+TOM_FACILITY_CLASSES = TOM_FACILITY_CLASSES + ["tests.facilities.BlockingFacility"]
