@@ -122,7 +122,7 @@ def main() -> None:
     ranked = EventCandidate.objects.filter(event=event).count()
     assert ranked == args.targets, ranked
     # the ranking part alone: re-rank the last event's 10,000 candidates (an upsert of existing rows)
-    from tom_mma.gw.events import rank_event
+    from tom_mma.gw.ranking import rank_event
 
     rerank = []
     for _ in range(10):

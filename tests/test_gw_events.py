@@ -20,7 +20,7 @@ from tom_targets.models import Target
 
 from tests.lvk_samples import DATA, SEQUENCE, avro_record, burst_record, json_form
 from tom_mma import receivers, signals
-from tom_mma.gw import events
+from tom_mma.gw import observations, ranking
 from tom_mma.gw.notices import NoticeError
 from tom_mma.gw.skymaps import read_multiorder
 from tom_mma.handlers.lvk import gcn_igwn_gwalert_handler, igwn_gwalert_handler
@@ -153,20 +153,20 @@ def test_sequence_in_order(deliver, targets, received):
     assert event.classification["BNS"] == 0.95
     # candidates: every Target with a position, with the map's own numbers
     skymap = read_multiorder(avro_record("preliminary")["event"]["skymap"])
-    names = [c.target.name for c in events.candidates(event)]
+    names = [c.target.name for c in ranking.candidates(event)]
     assert names == ["at-best", "near", "far"]
-    for c in events.candidates(event):
+    for c in ranking.candidates(event):
         expected = skymap.rank(np.array([c.target.ra]), np.array([c.target.dec]))
         assert c.probdensity == expected.probdensity[0]
         assert c.credible_level == expected.credible_level[0]
         assert c.distance_mean == pytest.approx(expected.distance_mean[0])
         assert not c.retracted
-    best = events.candidates(event).first()
+    best = ranking.candidates(event).first()
     assert best.credible_level == skymap.credible_level.min()
     assert 25 < best.distance_mean < 55
-    assert events.credible_level("MS181101ab", *BEST) == best.credible_level
-    assert events.credible_level("MS181101ab", 10.0, 60.0) > 0.999
-    assert events.credible_level("S000000xx", *BEST) is None
+    assert ranking.credible_level("MS181101ab", *BEST) == best.credible_level
+    assert ranking.credible_level("MS181101ab", 10.0, 60.0) > 0.999
+    assert ranking.credible_level("S000000xx", *BEST) is None
     assert received.count(("skymap", "db875e1b8cc8")) == 1  # ranked once: later notices had the same map
 
     result = deliver(avro_message("retraction"))
@@ -176,7 +176,7 @@ def test_sequence_in_order(deliver, targets, received):
     assert event.retracted_at.isoformat() == "2018-11-01T23:36:23+00:00"
     assert EventCandidate.objects.filter(event=event, retracted=False).count() == 0
     assert EventCandidate.objects.filter(event=event).count() == 3
-    assert events.credible_level("MS181101ab", *BEST) is None
+    assert ranking.credible_level("MS181101ab", *BEST) is None
     assert [entry for entry in received if entry[0] != "skymap"] == [
         ("notice", t) for t in ["EARLYWARNING", "PRELIMINARY", "INITIAL", "UPDATE", "UPDATE"]
     ] + [("notice", "RETRACTION"), ("retracted", "MS181101ab", False)]
@@ -305,7 +305,7 @@ def test_new_targets_are_ranked_as_they_arrive(deliver, django_capture_on_commit
     with django_capture_on_commit_callbacks(execute=True):
         target = Target.objects.create(name="new", type="SIDEREAL", ra=BEST[0] + 0.5, dec=BEST[1])
     candidate = EventCandidate.objects.get(event=event, target=target)
-    assert candidate.credible_level == events.credible_level("MS181101ab", BEST[0] + 0.5, BEST[1])
+    assert candidate.credible_level == ranking.credible_level("MS181101ab", BEST[0] + 0.5, BEST[1])
     with django_capture_on_commit_callbacks(execute=True):
         target.ra, target.dec = 10.0, 60.0
         target.save()
@@ -344,8 +344,8 @@ def test_rank_event_covers_all_targets(deliver, targets):
     deliver(avro_message("preliminary"))
     event = GWEvent.objects.get()
     EventCandidate.objects.all().delete()
-    assert events.rank_event(event.pk) == 3
-    assert events.rank_event(event.pk) == 3  # idempotent
+    assert ranking.rank_event(event.pk) == 3
+    assert ranking.rank_event(event.pk) == 3  # idempotent
     assert EventCandidate.objects.count() == 3
 
 
@@ -435,7 +435,7 @@ def test_retraction_cancels_or_flags_requests(deliver, targets, settings, django
         record = ObservationRecord.objects.create(
             target=targets["best"], facility=facility, parameters={}, observation_id=observation_id, status=status
         )
-        return events.link_observation(event, record)
+        return observations.link_observation(event, record)
 
     links = {
         "robotic": request("GWTestRobotic", "r-1"),
@@ -444,7 +444,7 @@ def test_retraction_cancels_or_flags_requests(deliver, targets, settings, django
         "manual": request("GWTestManual", "m-1"),
         "unknown": request("NoSuchFacility", "x-1"),
     }
-    assert events.link_observation(event, links["robotic"].observation_record) == links["robotic"]  # idempotent
+    assert observations.link_observation(event, links["robotic"].observation_record) == links["robotic"]  # idempotent
     assert {link.status for link in links.values()} == {"active"}
 
     deliver(avro_message("retraction"))
@@ -488,7 +488,7 @@ def test_a_failing_receiver_does_not_stop_the_cancellation_or_the_other_signals(
     record = ObservationRecord.objects.create(
         target=targets["best"], facility="GWTestRobotic", parameters={}, observation_id="r-1", status="PENDING"
     )
-    link = events.link_observation(event, record)
+    link = observations.link_observation(event, record)
 
     def broken(sender, **kwargs):
         raise RuntimeError("a receiver with a bug")
@@ -531,7 +531,7 @@ def test_cancellations_left_pending_after_the_retries_are_swept_again(deliver, t
     record = ObservationRecord.objects.create(
         target=targets["best"], facility="GWTestUnreachable", parameters={}, observation_id="u-1", status="PENDING"
     )
-    link = events.link_observation(event, record)
+    link = observations.link_observation(event, record)
     deliver(avro_message("retraction"))
     link.refresh_from_db()
     assert link.status == "cancel_pending"  # the task gave up after all its retries

@@ -15,7 +15,7 @@ or validation error, an HTTP 4xx) fails it with the facility's reason.
 The default rule holds when the kilonova score is at least ``TOM_MMA['OBSERVATION_SCORE_THRESHOLD']``
 (default 0.5) and the candidate lies inside the GW event's ``TOM_MMA['OBSERVATION_CREDIBLE_LEVEL']``
 (default 0.9) credible region. An alert that names no GW event, or whose event has no sky map yet
-(``tom_mma.gw.events.credible_level`` missing or returning ``None``), does not fire the rule, unless
+(``tom_mma.gw.ranking.credible_level`` returning ``None``), does not fire the rule, unless
 ``TOM_MMA['OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP']`` lets the score alone decide in those cases. When an
 event's sky map arrives or changes (the ``tom_mma.signals.gw_skymap_updated`` signal, in a task),
 :func:`evaluate_rules_for_event` evaluates the rules again for the Targets of the alerts that named it: a
@@ -40,7 +40,8 @@ from tom_observations.models import ObservationRecord
 
 from tom_mma import signals
 from tom_mma.conf import mma_settings
-from tom_mma.gw.events import credible_level, link_observation
+from tom_mma.gw.observations import link_observation
+from tom_mma.gw.ranking import credible_level
 from tom_mma.models import GWEvent, ObservationTrigger
 from tom_mma.schemas.derived_alert import DerivedAlert
 from tom_mma.targets import assign_observation_permissions

@@ -1,7 +1,9 @@
-"""Celery tasks of the GW layer: thin wrappers over :mod:`tom_mma.gw.events`, primary keys as arguments.
+"""Celery tasks of the GW layer: thin over :mod:`tom_mma.gw.ranking` and :mod:`tom_mma.gw.observations`.
+
+Primary keys as arguments.
 
 All are idempotent (they upsert candidates, or touch only links still pending), so ``acks_late`` redelivery
-and retries are safe. They are queued on commit by the service layer, except :func:`sweep_cancellations`,
+and retries are safe. They are sent by :mod:`tom_mma.receivers` after a commit, except :func:`sweep_cancellations`,
 which the TOM's Celery beat runs periodically (``CELERY_BEAT_SCHEDULE``)::
 
     "tom_mma-sweep-cancellations": {"task": "tom_mma.gw.tasks.sweep_cancellations", "schedule": 600.0},
@@ -25,27 +27,27 @@ SWEEP_CANCELLATIONS_AFTER_S = 1800
 
 @shared_task(acks_late=True)
 def rank_event_task(event_id: int) -> int:
-    """Rank every Target against the event's current sky map (:func:`tom_mma.gw.events.rank_event`)."""
-    from .events import rank_event
+    """Rank every Target against the event's current sky map (:func:`tom_mma.gw.ranking.rank_event`)."""
+    from .ranking import rank_event
 
     return rank_event(event_id)
 
 
 @shared_task(acks_late=True)
 def rank_targets_task(target_ids: list[int]) -> int:
-    """Rank these Targets against every active event (:func:`tom_mma.gw.events.rank_targets`)."""
-    from .events import rank_targets
+    """Rank these Targets against every active event (:func:`tom_mma.gw.ranking.rank_targets`)."""
+    from .ranking import rank_targets
 
     return rank_targets(target_ids)
 
 
 @shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=30, retry_backoff_max=600, max_retries=6)
 def cancel_observations_task(event_id: int) -> dict[str, int]:
-    """Cancel the pending observation requests of a retracted event (:func:`tom_mma.gw.events.cancel_observations`).
+    """Cancel the pending observation requests of a retracted event (``observations.cancel_observations``).
 
     Retried with backoff on network errors (``OSError``, which includes ``requests`` errors).
     """
-    from .events import cancel_observations
+    from .observations import cancel_observations
 
     return cancel_observations(event_id)
 
@@ -56,14 +58,14 @@ def sweep_cancellations(older_than_s: float = SWEEP_CANCELLATIONS_AFTER_S) -> li
 
     Picks up what :func:`cancel_observations_task` left: a facility still unreachable after all its retries,
     a task lost with its queue, an enqueue that failed. Each event is queued again at most once per
-    ``older_than_s`` (see :func:`tom_mma.gw.events.stale_cancellations`).
+    ``older_than_s`` (see :func:`tom_mma.gw.observations.stale_cancellations`).
 
     Returns
     -------
     list of int
         The events queued.
     """
-    from .events import stale_cancellations
+    from .observations import stale_cancellations
 
     event_ids = stale_cancellations(dt.timedelta(seconds=older_than_s))
     for event_id in event_ids:

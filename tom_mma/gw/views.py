@@ -18,8 +18,9 @@ from tom_targets.permissions import targets_for_user
 
 from tom_mma.models import EventObservation, EventSkyMap, GWEvent
 
-from . import events
 from .plotting import PlotCandidate, skymap_png
+from .ranking import candidates as ranked_candidates
+from .skymap_store import load_skymap
 
 __all__ = ["EventDetailView", "EventListView", "EventSkyMapView"]
 
@@ -29,7 +30,7 @@ _PLOT_CACHE_SECONDS = 3600
 
 def _visible_candidates(request, event: GWEvent):
     visible = targets_for_user(request.user, Target.objects.all(), "view_target")
-    return events.candidates(event).filter(target__in=visible.values("pk"))
+    return ranked_candidates(event).filter(target__in=visible.values("pk"))
 
 
 class EventListView(ListView):
@@ -98,7 +99,7 @@ class EventSkyMapView(View):
         png = cache.get(f"tom_mma:gw:plot:{key}")
         if png is None:
             candidates = [PlotCandidate(name, ra, dec, level) for name, ra, dec, level in rows]
-            png = skymap_png(events.load_skymap(version), candidates, title=event.superevent_id)
+            png = skymap_png(load_skymap(version), candidates, title=event.superevent_id)
             cache.set(f"tom_mma:gw:plot:{key}", png, _PLOT_CACHE_SECONDS)
         response = HttpResponse(png, content_type="image/png")
         response["Cache-Control"] = "private, max-age=300"

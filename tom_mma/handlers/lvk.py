@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tom_mma.gw.events import IngestResult, ingest_notice
+from tom_mma.gw.events import NoticeResult, ingest_notice
 from tom_mma.gw.notices import notice_from_message
 
 __all__ = ["gcn_igwn_gwalert_handler", "igwn_gwalert_handler"]
@@ -42,7 +42,7 @@ def _where(alert: Any, metadata: Any) -> str:
     return f"{topic}[{partition}]@{offset}"
 
 
-def igwn_gwalert_handler(alert: Any, metadata: Any = None) -> IngestResult:
+def igwn_gwalert_handler(alert: Any, metadata: Any = None) -> NoticeResult:
     """Handle an Avro LVK notice from Hopskotch ``igwn.gwalert``.
 
     Parameters
@@ -63,7 +63,7 @@ def igwn_gwalert_handler(alert: Any, metadata: Any = None) -> IngestResult:
     return ingest_notice(notice)
 
 
-def gcn_igwn_gwalert_handler(alert: Any, metadata: Any = None) -> IngestResult:
+def gcn_igwn_gwalert_handler(alert: Any, metadata: Any = None) -> NoticeResult:
     """Handle a JSON LVK notice from GCN Kafka ``gcn.notices.igwn.gwalert`` (sky maps base64-encoded).
 
     Parameters

@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import CommandError
 
-from tom_mma.gw import events
+from tom_mma.gw import ranking
 from tom_mma.management.base import ExampleCommand
 from tom_mma.models import GWEvent
 
@@ -33,8 +33,8 @@ class Command(ExampleCommand):
         except GWEvent.DoesNotExist:
             raise CommandError(f"no GW event {superevent_id!r} in this TOM")
         if rank:
-            events.rank_event(event.pk)
-        candidates = events.candidates(event)
+            ranking.rank_event(event.pk)
+        candidates = ranking.candidates(event)
         if limit:
             candidates = candidates[:limit]
         has_distance = event.skymap is not None and event.skymap.distance_mean is not None
