@@ -35,7 +35,7 @@ def test_the_tom_labels_each_datum_with_its_system(django_capture_on_commit_call
 
 @pytest.mark.django_db
 def test_the_broker_carries_the_source_points_system(settings):
-    from tom_mma_broker.classification import classify_candidate
+    from tom_mma_broker.classification import score_candidate
     from tom_mma_broker.models import Candidate, CandidatePoint, OutboxMessage
 
     settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "PUBLISH_ENABLED": True, "PUBLISH_FLOOR": 0.0}
@@ -43,6 +43,6 @@ def test_the_broker_carries_the_source_points_system(settings):
     for i, (band, system) in enumerate([("g", "AB"), ("r", "AB"), ("R", "Vega")]):
         CandidatePoint.objects.create(candidate=candidate, point_id=f"v{i}", mjd=60000.0 + i, band=band,
                                       magnitude=19.0 + i, magnitude_error=0.05, system=system)  # fmt: skip
-    classification = classify_candidate(candidate.pk)
+    classification = score_candidate(candidate.pk)
     payload = json.loads(bytes(OutboxMessage.objects.get(classification=classification).payload))
     assert {p["band"]: p["system"] for p in payload["photometry"]} == {"g": "AB", "r": "AB", "R": "Vega"}

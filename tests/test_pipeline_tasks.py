@@ -172,14 +172,14 @@ def test_the_publisher_sends_outside_any_transaction(kafka_broker, topic, settin
 # -- 3. retractions follow the event the alert cited, not the candidate's current one -------------------------
 @pytest.mark.django_db
 def test_retractions_follow_the_event_recorded_in_the_alert(settings):
-    from tom_mma_broker.classification import classify_candidate
-    from tom_mma_broker.publishing import queue_retractions
+    from tom_mma_broker.classification import score_candidate
+    from tom_mma_broker.outbox import queue_retractions
 
     settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "PUBLISH_ENABLED": True, "PUBLISH_FLOOR": 0.0}
     candidate = _candidate_with("AT-cited", [("g", False), ("r", False)])
     candidate.gw_event = "MS1"
     candidate.save()
-    classification = classify_candidate(candidate.pk)
+    classification = score_candidate(candidate.pk)
     original = OutboxMessage.objects.get(classification=classification)
     assert json.loads(bytes(original.payload))["gw_event"] == "MS1"
     # the candidate is later associated with another event: the alert still cited MS1

@@ -11,9 +11,9 @@ from hop.models import AvroBlob
 
 from tom_mma.handlers.lvk import igwn_gwalert_handler
 from tom_mma.schemas.derived_alert import DerivedAlert
-from tom_mma_broker.classification import classify_candidate
+from tom_mma_broker.classification import score_candidate
 from tom_mma_broker.models import Candidate, CandidatePoint, OutboxMessage
-from tom_mma_broker.publishing import queue_retractions
+from tom_mma_broker.outbox import queue_retractions
 
 LVK = Path(__file__).parent / "data" / "lvk"
 OKC = Path(__file__).parent / "data" / "classifier" / "GW170817-cowperthwaite.json"
@@ -50,7 +50,7 @@ def test_retraction_of_a_cited_event_queues_one_retraction_per_derived_alert(
     settings.TOM_MMA = {"ACCEPT_MOCK_EVENTS": True}
     settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "PUBLISH_ENABLED": True, "PUBLISH_FLOOR": 0.1}
     candidate = candidate_citing("MS181101ab")
-    classification = classify_candidate(candidate.pk)
+    classification = score_candidate(candidate.pk)
     assert classification is not None and classification.score >= 0.1
     [original] = OutboxMessage.objects.filter(kind="classification")
 
@@ -76,7 +76,7 @@ def test_retraction_of_an_event_never_seen_live_still_retracts_what_cited_it(
     settings.TOM_MMA = {"ACCEPT_MOCK_EVENTS": True}
     settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "PUBLISH_ENABLED": True, "PUBLISH_FLOOR": 0.1}
     candidate = candidate_citing("MS181101ab")
-    classify_candidate(candidate.pk)
+    score_candidate(candidate.pk)
     [original] = OutboxMessage.objects.filter(kind="classification")
     deliver("retraction", django_capture_on_commit_callbacks)  # never live here
     [retraction] = OutboxMessage.objects.filter(kind="retraction")
@@ -95,7 +95,7 @@ def test_an_alert_citing_an_event_already_retracted_is_followed_by_its_retractio
     deliver("retraction", django_capture_on_commit_callbacks)
     assert not OutboxMessage.objects.exists()
     candidate = candidate_citing("MS181101ab")
-    classify_candidate(candidate.pk)
+    score_candidate(candidate.pk)
     [original] = OutboxMessage.objects.filter(kind="classification")
     [retraction] = OutboxMessage.objects.filter(kind="retraction")
     assert DerivedAlert.from_json(bytes(retraction.payload)).retracts == str(original.alert_id)
@@ -108,6 +108,6 @@ def test_an_alert_citing_an_active_event_is_not_retracted(settings, django_captu
     settings.TOM_MMA = {"ACCEPT_MOCK_EVENTS": True}
     settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "PUBLISH_ENABLED": True, "PUBLISH_FLOOR": 0.1}
     deliver("preliminary", django_capture_on_commit_callbacks)
-    classify_candidate(candidate_citing("MS181101ab").pk)
+    score_candidate(candidate_citing("MS181101ab").pk)
     assert OutboxMessage.objects.filter(kind="classification").count() == 1
     assert not OutboxMessage.objects.filter(kind="retraction").exists()

@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["drain", "in_stream_thread", "send", "stream_thread"]
+__all__ = ["drain", "in_stream_thread", "send", "send_once_on_commit", "stream_thread"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,42 @@ def send(task: Any, *args: Any) -> None:
             task.delay(*args)
     except Exception:  # noqa: BLE001 - the send is best effort: the work is in the database for the sweep
         logger.exception("could not send %s%r: the sweep will send it again", task.name, args)
+
+
+_PENDING_ATTR = "_tom_mma_pending_sends"
+
+
+def send_once_on_commit(key: Any, task: Any, *args: Any, using: str | None = None) -> None:
+    """:func:`send` ``task`` after the current transaction commits, once per ``key`` and transaction.
+
+    The stream's batch is one transaction: the first call for a key registers the send; later calls for the
+    same key find it still registered and add nothing (one classification of a candidate per batch, however
+    many of its points arrived). A send dropped with a rolled-back savepoint (a quarantined message) is
+    registered again by the next call. Outside a transaction, the send is registered (and so runs) at once.
+
+    This is the one place that reads Django's list of pending commit callbacks
+    (``connection.run_on_commit``, whose entries are ``(savepoint ids, callback, robust)``): it holds exactly
+    the callbacks that will still run at this transaction's commit.
+    """
+    from django.db import transaction
+
+    connection = transaction.get_connection(using)
+
+    def callback() -> None:
+        send(task, *args)
+
+    if not connection.in_atomic_block:
+        transaction.on_commit(callback, using=using, robust=True)
+        return
+    registered = {id(entry[1]) for entry in connection.run_on_commit}
+    pending: dict[Any, Any] = getattr(connection, _PENDING_ATTR, {})
+    # forget the sends of earlier transactions (run, or dropped with a rollback)
+    pending = {k: cb for k, cb in pending.items() if id(cb) in registered}
+    setattr(connection, _PENDING_ATTR, pending)
+    if key in pending:
+        return
+    pending[key] = callback
+    transaction.on_commit(callback, using=using, robust=True)
 
 
 def drain(timeout: float | None = None) -> bool:

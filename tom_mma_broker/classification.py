@@ -13,6 +13,7 @@ import uuid
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
 
+from tom_mma.gw.events import is_retracted
 from tom_mma.schemas.derived_alert import Candidate as AlertCandidate
 from tom_mma.schemas.derived_alert import DerivedAlert, utc_now_iso
 from tom_mma.schemas.derived_alert import PhotometryPoint as AlertPoint
@@ -20,9 +21,10 @@ from tom_mma.schemas.derived_alert import PhotometryPoint as AlertPoint
 from .classifier import NoDetectionsError, Observation, load_model
 from .classifier.features import canonical_band
 from .conf import broker_settings
-from .models import Candidate, CandidatePoint, Classification, OutboxMessage
+from .models import Candidate, CandidatePoint, Classification
+from .outbox import queue_alert, queue_retractions
 
-__all__ = ["classify_candidate", "input_digest", "derived_alert_for", "unclassified_candidates"]
+__all__ = ["score_candidate", "input_digest", "derived_alert_for", "unclassified_candidates"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ def derived_alert_for(classification: Classification, points: list[CandidatePoin
     )  # fmt: skip
 
 
-def classify_candidate(candidate_pk: int) -> Classification | None:
+def score_candidate(candidate_pk: int) -> Classification | None:
     """Score the candidate's light curve as it stands, once per (model, set of points).
 
     Returns
@@ -97,16 +99,9 @@ def classify_candidate(candidate_pk: int) -> Classification | None:
                 source_message_ids=sorted({str(p.message_id) for p in points if p.message_id}),
             )  # fmt: skip
             if broker_settings.PUBLISH_ENABLED and result.score >= broker_settings.PUBLISH_FLOOR:
-                alert = derived_alert_for(classification, points)
-                OutboxMessage.objects.create(
-                    alert_id=uuid.UUID(alert.alert_id), topic=broker_settings.RESULTS_TOPIC,
-                    classification=classification, payload=alert.to_json(),
-                )  # fmt: skip
-                transaction.on_commit(_publish_soon, robust=True)
-                if _retracted(candidate.gw_event):
+                queue_alert(derived_alert_for(classification, points), broker_settings.RESULTS_TOPIC, classification)
+                if candidate.gw_event and is_retracted(candidate.gw_event):
                     # the score stands, the event it cites does not: the retraction follows the alert
-                    from .publishing import queue_retractions
-
                     queue_retractions(candidate.gw_event, f"GW event {candidate.gw_event} was retracted by LVK")
     except IntegrityError:  # the same classification, made concurrently by another worker
         return None
@@ -118,21 +113,6 @@ def classify_candidate(candidate_pk: int) -> Classification | None:
         result.model_version,
     )
     return classification
-
-
-def _retracted(superevent_id: str | None) -> bool:
-    """Whether this TOM holds ``superevent_id`` as retracted (tom_mma's GW events)."""
-    if not superevent_id:
-        return False
-    from tom_mma.models import GWEvent
-
-    return GWEvent.objects.filter(superevent_id=superevent_id, state=GWEvent.State.RETRACTED).exists()
-
-
-def _publish_soon() -> None:
-    from .tasks import publish_outbox
-
-    publish_outbox.delay()
 
 
 def unclassified_candidates() -> QuerySet:

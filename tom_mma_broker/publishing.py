@@ -1,4 +1,6 @@
-"""The outbox publisher: send queued derived alerts to Kafka, at least once, in order.
+"""The outbox's sender: send queued derived alerts to Kafka, at least once, in order.
+
+What is queued, and when, is :mod:`tom_mma_broker.outbox`'s; this module only sends.
 
 Each message carries hop's headers with ``_id`` = the alert id, and the alert id as Kafka key;
 the producer is idempotent. A message is marked sent only when the broker acknowledged it, so a
@@ -8,11 +10,9 @@ a rare re-send on ``_id`` (the reliable stream does).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from .conf import broker_settings
 from .kafka import hop_auth, hop_headers, open_producer, resolve_broker_url
 from .models import OutboxMessage
 
-__all__ = ["PublishIncomplete", "publish_pending", "pending_count"]
+__all__ = ["PublishIncomplete", "publish_pending"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +33,6 @@ SCHEMA_HEADER = "x-tom-mma-schema"
 
 class PublishIncomplete(RuntimeError):
     """Some queued messages were not acknowledged by the broker in time; they stay queued."""
-
-
-def pending_count() -> int:
-    """Messages waiting in the outbox."""
-    return OutboxMessage.objects.filter(sent_at__isnull=True).count()
 
 
 def _claim(limit: int) -> list[OutboxMessage]:
@@ -165,49 +160,3 @@ def publish_pending(limit: int = 500, timeout: float | None = None) -> int:
         logger.warning("outbox: not acknowledged: %s", sorted({errors.get(pk, "timed out") for pk in failed}))
         raise PublishIncomplete(f"{len(failed)} of {len(rows)} derived alerts not acknowledged; will retry")
     return len(acked)
-
-
-def _citing(superevent_id: str) -> Iterator[OutboxMessage]:
-    """The classification alerts whose payload named ``superevent_id`` as their GW event.
-
-    The event is read from the alert as it was sent, not from its candidate, whose ``gw_event`` may have
-    changed since. (The payload is stored as bytes, so the match is made here rather than by a JSON lookup
-    in SQL; retractions are rare and the outbox holds one row per classification above the floor.)
-    """
-    needle = superevent_id.encode()
-    for row in OutboxMessage.objects.filter(kind="classification").order_by("id").iterator(chunk_size=500):
-        payload = bytes(row.payload)
-        if needle in payload and json.loads(payload).get("gw_event") == superevent_id:
-            yield row
-
-
-def queue_retractions(superevent_id: str, reason: str) -> int:
-    """Queue a retraction derived alert for every derived alert that cited ``superevent_id``.
-
-    Idempotent: a retraction's alert id derives from the alert it retracts, so calling this again
-    queues nothing new. Returns the number of retractions queued now.
-    """
-    import dataclasses
-    import uuid
-
-    from tom_mma.schemas.derived_alert import DerivedAlert, utc_now_iso
-
-    queued = 0
-    with transaction.atomic():
-        for original in list(_citing(superevent_id)):
-            alert_id = uuid.uuid5(uuid.NAMESPACE_URL, f"tom-mma:retraction:{original.alert_id}")
-            if OutboxMessage.objects.filter(alert_id=alert_id).exists():
-                continue
-            alert = dataclasses.replace(
-                DerivedAlert.from_json(bytes(original.payload)), alert_id=str(alert_id), kind="retraction",
-                created=utc_now_iso(), retracts=str(original.alert_id), reason=reason,
-            )  # fmt: skip
-            OutboxMessage.objects.create(alert_id=alert_id, topic=original.topic, kind="retraction",
-                                         classification=original.classification, payload=alert.to_json())  # fmt: skip
-            queued += 1
-        if queued:
-            from .classification import _publish_soon
-
-            transaction.on_commit(_publish_soon, robust=True)
-    logger.info("queued %d retraction(s) of derived alerts citing %s", queued, superevent_id)
-    return queued

@@ -1,4 +1,7 @@
-"""tom_mma_broker listens to tom_mma's documented signals (the two apps otherwise talk over Kafka).
+"""Signal receivers of tom_mma_broker: tom_mma's documented signals, and its own that become tasks.
+
+The two apps talk over Kafka topics, and the broker learns of GW retractions through tom_mma's signals (and
+asks about an event only through :func:`tom_mma.gw.events.is_retracted`).
 
 Every derived alert that cited a retracted GW event is followed by a retraction message, whenever the event
 is or becomes retracted: when its retraction is stored (``gw_event_retracted``, also for an event this TOM
@@ -12,11 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["connect", "on_gw_event_retracted", "on_gw_notice_received"]
+__all__ = ["connect", "on_gw_event_retracted", "on_gw_notice_received", "on_outbox_queued"]
 
 
 def _follow_with_retractions(event: Any) -> None:
-    from .publishing import queue_retractions
+    from .outbox import queue_retractions
 
     queue_retractions(event.superevent_id, f"GW event {event.superevent_id} was retracted by LVK")
 
@@ -33,9 +36,21 @@ def on_gw_notice_received(sender: Any, notice: Any, event: Any, **kwargs: Any) -
     _follow_with_retractions(event)
 
 
+def on_outbox_queued(sender: Any, **kwargs: Any) -> None:
+    """New derived alerts wait in the outbox: run the sender in a task."""
+    from tom_mma import deferred
+
+    from .tasks import publish_outbox
+
+    deferred.send(publish_outbox)
+
+
 def connect() -> None:
     """Connect the receivers (idempotent)."""
     from tom_mma.signals import gw_event_retracted, gw_notice_received
 
+    from .signals import outbox_queued
+
+    outbox_queued.connect(on_outbox_queued, dispatch_uid="tom_mma_broker.outbox_queued")
     gw_event_retracted.connect(on_gw_event_retracted, dispatch_uid="tom_mma_broker.retractions")
     gw_notice_received.connect(on_gw_notice_received, dispatch_uid="tom_mma_broker.retracted_notices")

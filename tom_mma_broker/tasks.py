@@ -39,9 +39,9 @@ def rehandle_quarantined(alert_pk: int) -> str:
 )
 def classify_candidate(candidate_pk: int) -> float | None:
     """Classify a candidate's light curve as it stands (idempotent: once per model and set of points)."""
-    from .classification import classify_candidate as classify
+    from .classification import score_candidate
 
-    result = classify(candidate_pk)
+    result = score_candidate(candidate_pk)
     return None if result is None else result.score
 
 
@@ -68,7 +68,7 @@ def publish_outbox(self) -> int:
 def sweep() -> dict[str, int]:
     """Re-enqueue what a lost enqueue left behind: unclassified candidates, unpublished alerts."""
     from .classification import unclassified_candidates
-    from .publishing import pending_count
+    from .outbox import pending_count
 
     pks = list(unclassified_candidates().values_list("pk", flat=True)[:1000])
     for pk in pks:

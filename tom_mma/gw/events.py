@@ -24,7 +24,7 @@ from .notices import AlertType, EventKind, GWNotice
 from .skymap_store import store_skymap
 from .skymaps import MultiOrderSkyMap
 
-__all__ = ["NoticeResult", "accepts_kind", "ingest_notice"]
+__all__ = ["NoticeResult", "accepts_kind", "ingest_notice", "is_retracted"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,14 @@ class NoticeResult:
     skymap_changed: bool = False
     retracted: bool = False
     ignored: str = ""
+
+
+def is_retracted(superevent_id: str) -> bool:
+    """Whether this TOM holds the GW event ``superevent_id`` as retracted.
+
+    The documented way for other apps (``tom_mma_broker`` among them) to ask about an event's state.
+    """
+    return GWEvent.objects.filter(superevent_id=superevent_id, state=GWEvent.State.RETRACTED).exists()
 
 
 def accepts_kind(kind: EventKind | str) -> bool:
