@@ -53,17 +53,51 @@ def _running_embedded() -> BrokerInfo:
     return info
 
 
+def is_embedded(url: str | None) -> bool:
+    """Whether ``url`` names the embedded broker (``"embedded"``, ``kafka://embedded`` or empty)."""
+    return not url or url == EMBEDDED or url.rstrip("/") == f"kafka://{EMBEDDED}"
+
+
+def check_broker_url(url: object) -> None:
+    """Refuse a broker URL that can never work, without asking any broker.
+
+    Raises
+    ------
+    ValueError
+        Not ``kafka://host:port`` (a topic path may follow) nor the embedded broker.
+
+    Examples
+    --------
+    >>> check_broker_url("kafka://kafka.scimma.org"), check_broker_url("embedded")
+    (None, None)
+    >>> check_broker_url("http://kafka.scimma.org")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a kafka:// URL: 'http://kafka.scimma.org' (a broker is kafka://host:port or 'embedded')
+    """
+    if url is not None and not isinstance(url, str):
+        raise ValueError(f"a broker URL is a string, not {type(url).__name__}")
+    if is_embedded(url):
+        return
+    parsed = urlparse(url)
+    if parsed.scheme != "kafka" or not parsed.netloc:
+        raise ValueError(f"not a kafka:// URL: {url!r} (a broker is kafka://host:port or 'embedded')")
+
+
 def resolve_broker_url(url: str | None) -> str:
     """``kafka://host:port`` for ``url``, resolving ``"embedded"``/empty to the embedded broker.
 
     Any topic path in ``url`` is dropped.
+
+    Raises
+    ------
+    ValueError
+        See :func:`check_broker_url`.
     """
-    if not url or url == EMBEDDED or url.rstrip("/") == f"kafka://{EMBEDDED}":
+    check_broker_url(url)
+    if is_embedded(url):
         return _running_embedded().url
-    parsed = urlparse(url)
-    if parsed.scheme != "kafka" or not parsed.netloc:
-        raise ValueError(f"not a kafka:// URL: {url!r}")
-    return f"kafka://{parsed.netloc}"
+    return f"kafka://{urlparse(url).netloc}"
 
 
 def bootstrap_servers(url: str | None) -> str:

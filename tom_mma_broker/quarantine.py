@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .envelope import configured_handlers
 from .ingest import HandlerMap, Ingestor, Outcome
 from .models import ArchivedAlert
 
@@ -27,8 +28,6 @@ def rehandle(alert_pk: int, handlers: HandlerMap | None = None) -> str:
     str
         ``"handled"`` (or ``"archived"`` when its topic has no handler now), ``"failed"`` or ``"skipped"``.
     """
-    from .replay import configured_handlers
-
     if handlers is None:
         topic = ArchivedAlert.objects.filter(pk=alert_pk).values_list("topic", flat=True).first()
         handlers = HandlerMap(configured_handlers(topic) if topic is not None else {})

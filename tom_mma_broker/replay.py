@@ -11,11 +11,9 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from django.conf import settings
-from django.utils.module_loading import import_string
-
+from .envelope import configured_handlers
 from .formats import AVRO_MAGIC, detect_format
-from .ingest import Envelope, HandlerMap, Ingestor, IngestResult
+from .ingest import Envelope, Ingestor, IngestResult
 
 __all__ = ["alert_files", "configured_handlers", "envelopes_for", "replay_files", "publish_files"]
 
@@ -54,22 +52,6 @@ def _format_header(path: Path, payload: bytes) -> list[tuple[str, bytes]]:
     if suffix == ".txt" and detect_format(None, payload) == "gcntextnotice":  # GCN Classic text notice
         return [("_format", b"gcntextnotice")]
     return []
-
-
-def configured_handlers(topic: str) -> Mapping[str, object]:
-    """The handler map that the TOM's ``ALERT_STREAMS`` configures, for the stream that reads ``topic``.
-
-    Returns a mapping suitable for :class:`HandlerMap` (handler paths imported), or an empty one
-    when no configured stream reads ``topic`` (then files are archived only).
-    """
-    for config in getattr(settings, "ALERT_STREAMS", []) or []:
-        if not config.get("ACTIVE", True):
-            continue
-        handlers = config.get("OPTIONS", {}).get("TOPIC_HANDLERS") or {}
-        imported = {t: (import_string(p) if p else None) for t, p in handlers.items()}
-        if HandlerMap(imported).matches(topic):
-            return imported
-    return {}
 
 
 def envelopes_for(files: Sequence[Path], topic: str) -> Iterator[Envelope]:

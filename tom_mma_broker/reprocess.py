@@ -12,9 +12,9 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
+from .envelope import configured_handlers
 from .ingest import Ingestor, IngestResult
 from .models import ArchivedAlert
-from .replay import configured_handlers
 
 __all__ = ["REPROCESS_STATUSES", "archived_messages", "reprocess"]
 

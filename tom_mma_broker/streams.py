@@ -44,7 +44,7 @@ from tom_mma.hopmessages import header_value
 from .conf import broker_settings
 from .embedded import EmbeddedBrokerError
 from .ingest import Envelope, HandlerMap, Ingestor, IngestResult, Outcome, record_stream_error
-from .kafka import EMBEDDED, hop_auth, resolve_broker_url
+from .kafka import check_broker_url, hop_auth, resolve_broker_url
 
 __all__ = ["ReliableHopskotchAlertStream", "Backoff", "BrokerLost"]
 
@@ -58,25 +58,9 @@ class BrokerLost(ConnectionError):
     """The Kafka broker cannot be reached."""
 
 
-# failures of the broker, the database or the network: back off and reopen the stream.
-# (hop raises ValueError when a subscribed topic does not exist yet; a bad URL is refused earlier,
-# as ImproperlyConfigured, which is never retried.)
-_RECOVERABLE = (BrokerLost, EmbeddedBrokerError, DatabaseError, InterfaceError, OSError, KafkaException, ValueError)
-
-
-def _check_url(url: Any) -> None:
-    """Refuse a stream URL that can never work (no network: the broker itself is not asked)."""
-    from urllib.parse import urlparse
-
-    if url in (None, "") or url == EMBEDDED:
-        return
-    if not isinstance(url, str):
-        raise ImproperlyConfigured(f"the stream URL must be a string, not {type(url).__name__}")
-    if url.rstrip("/") == f"kafka://{EMBEDDED}":
-        return
-    parsed = urlparse(url)
-    if parsed.scheme != "kafka" or not parsed.netloc:
-        raise ImproperlyConfigured(f"the stream URL must be kafka://host:port or 'embedded', not {url!r}")
+# failures of the broker, the database or the network: back off and reopen the stream. (A bad URL is refused
+# earlier, as ImproperlyConfigured, which is never retried; anything else is logged with its traceback.)
+_RECOVERABLE = (BrokerLost, EmbeddedBrokerError, DatabaseError, InterfaceError, OSError, KafkaException)
 
 
 class Backoff:
@@ -158,7 +142,10 @@ class ReliableHopskotchAlertStream(AlertStream):
         if self.start_position not in ("EARLIEST", "LATEST"):
             raise ImproperlyConfigured(f"START_POSITION must be EARLIEST or LATEST, not {self.start_position!r}")
         self.ignore_test = bool(kwargs.get("IGNORE_TEST", True))
-        _check_url(kwargs.get("URL"))
+        try:
+            check_broker_url(kwargs.get("URL"))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"the stream URL: {exc}") from exc
         self.handler_map = HandlerMap(self.alert_handler)
         if not self.handler_map.topics() and not self.handler_map.has_wildcards():
             raise ImproperlyConfigured("TOPIC_HANDLERS names no topic: the stream would read nothing")
