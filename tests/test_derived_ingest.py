@@ -20,7 +20,8 @@ from tests.test_derived_factories import AT2017GFO_POINTS, alert_dict, candidate
 from tom_mma.derived import ingest_derived_alert, mjd_to_datetime, score_history, score_history_context
 from tom_mma.handlers.derived import derived_alert_handler
 from tom_mma.models import DerivedAlertRecord, ObservationTrigger, SimulatedObservation
-from tom_mma.rules import KilonovaScoreRule, ObservationRule, load_rules, retry_trigger
+from tom_mma.rules import KilonovaScoreRule, ObservationRule, load_rules
+from tom_mma.triggers import retry_trigger
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from celery import shared_task
 from django.core.management import call_command
 from django.db import InterfaceError, OperationalError
 
-from tom_mma import rules
+from tom_mma import rules, triggers
 from tom_mma.gw.tasks import cancel_observations_task, rank_event_task, rank_targets_task
 
 __all__ = [
@@ -41,20 +41,20 @@ TRIGGER_SUBMITTING_S = 1800
 
 @shared_task(bind=True, acks_late=True, max_retries=TRIGGER_RETRIES)
 def submit_trigger_task(self, trigger_id: int) -> str:
-    """Submit a claimed trigger's request to its facility (:func:`tom_mma.rules.submit_trigger`).
+    """Submit a claimed trigger's request to its facility (:func:`tom_mma.triggers.submit_trigger`).
 
     Retried with backoff while the facility does not answer (no connection, a timeout, an HTTP 5xx), and on
     a transient database error; after the last retry the trigger is failed with the facility's error.
     """
     try:
-        return rules.submit_trigger(trigger_id).status
-    except (rules.FacilityUnavailable, OperationalError, InterfaceError) as exc:
+        return triggers.submit_trigger(trigger_id).status
+    except (triggers.FacilityUnavailable, OperationalError, InterfaceError) as exc:
         if self.request.is_eager:
             # no worker to retry later: the trigger stays pending, and the sweep sends it again
             logger.warning("trigger %s: left pending for the sweep: %s", trigger_id, exc)
             return "pending"
         if self.request.retries >= TRIGGER_RETRIES:
-            rules.give_up_trigger(
+            triggers.give_up_trigger(
                 trigger_id, f"the facility did not answer after {TRIGGER_RETRIES + 1} attempts: {exc}"
             )
             return "failed"
@@ -69,8 +69,8 @@ def evaluate_rules_for_event_task(superevent_id: str) -> int:
 
 @shared_task(acks_late=True)
 def sweep(pending_s: float = TRIGGER_PENDING_S, submitting_s: float = TRIGGER_SUBMITTING_S) -> dict[str, int]:
-    """Send again what a lost send left behind: triggers still pending (see :func:`rules.stale_triggers`)."""
-    ids = rules.stale_triggers(dt.timedelta(seconds=pending_s), dt.timedelta(seconds=submitting_s))
+    """Send again what a lost send left behind: triggers still pending (see :func:`triggers.stale_triggers`)."""
+    ids = triggers.stale_triggers(dt.timedelta(seconds=pending_s), dt.timedelta(seconds=submitting_s))
     for trigger_id in ids:
         submit_trigger_task.delay(trigger_id)
     if ids:
