@@ -151,6 +151,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # the sweep: classifications whose enqueue was lost, derived alerts not sent while Kafka was down
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "tom_mma_broker.tasks.sweep", "schedule": 30.0},
+    # observation triggers, rankings and rule evaluations whose task was lost
+    "tom_mma-sweep": {"task": "tom_mma.tasks.sweep", "schedule": 60.0},
     # observation requests of retracted events whose cancellation gave up (facility down) or was lost
     "tom_mma-sweep-cancellations": {"task": "tom_mma.gw.tasks.sweep_cancellations", "schedule": 600.0},
     # observation requests' statuses (pending, scheduled, completed) from their facilities

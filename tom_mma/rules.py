@@ -37,7 +37,7 @@ from tom_observations.models import ObservationRecord
 from tom_mma import signals
 from tom_mma.conf import mma_settings
 from tom_mma.gw.ranking import credible_level
-from tom_mma.models import ObservationTrigger
+from tom_mma.models import GWEvent, ObservationTrigger
 from tom_mma.schemas.derived_alert import DerivedAlert
 from tom_mma.targets import assign_observation_permissions
 
@@ -357,6 +357,7 @@ def evaluate_rules_for_event(superevent_id: str) -> list[ObservationTrigger]:
     """
     from tom_mma.models import DerivedAlertRecord
 
+    event = GWEvent.objects.filter(superevent_id=superevent_id).only("skymap").first()
     rules = {rule.name for rule in load_rules()}
     done = set(
         ObservationTrigger.objects.filter(rule__in=rules)
@@ -384,6 +385,8 @@ def evaluate_rules_for_event(superevent_id: str) -> list[ObservationTrigger]:
                 claimed.extend(triggers)
                 if triggers:
                     break
+    if event is not None:
+        GWEvent.objects.filter(pk=event.pk, skymap_id=event.skymap_id).update(rules_skymap_id=event.skymap_id)
     logger.info(
         "%s: rules evaluated again for %d target(s) after its sky map changed; %d trigger(s) claimed",
         superevent_id,

@@ -17,6 +17,7 @@ from django.core.management import call_command
 from django.db import InterfaceError, OperationalError
 
 from tom_mma import rules, triggers
+from tom_mma.gw.ranking import lagging_events
 from tom_mma.gw.tasks import cancel_observations_task, rank_event_task, rank_targets_task
 
 __all__ = [
@@ -69,13 +70,23 @@ def evaluate_rules_for_event_task(superevent_id: str) -> int:
 
 @shared_task(acks_late=True)
 def sweep(pending_s: float = TRIGGER_PENDING_S, submitting_s: float = TRIGGER_SUBMITTING_S) -> dict[str, int]:
-    """Send again what a lost send left behind: triggers still pending (see :func:`triggers.stale_triggers`)."""
+    """Send again what a lost send left behind.
+
+    Triggers still pending (see :func:`triggers.stale_triggers`), and active events whose current sky map
+    was not ranked against, or the rules not evaluated with, yet (:func:`tom_mma.gw.ranking.lagging_events`).
+    """
     ids = triggers.stale_triggers(dt.timedelta(seconds=pending_s), dt.timedelta(seconds=submitting_s))
     for trigger_id in ids:
         submit_trigger_task.delay(trigger_id)
-    if ids:
-        logger.warning("%d observation trigger(s) still pending: sent again", len(ids))
-    return {"triggers": len(ids)}
+    unranked, unevaluated = lagging_events()
+    for event_id in unranked:
+        rank_event_task.delay(event_id)
+    for superevent_id in unevaluated:
+        evaluate_rules_for_event_task.delay(superevent_id)
+    if ids or unranked or unevaluated:
+        logger.warning("sent again: %d trigger(s), %d ranking(s), %d rule evaluation(s)", len(ids), len(unranked),
+                       len(unevaluated))  # fmt: skip
+    return {"triggers": len(ids), "rankings": len(unranked), "rule_evaluations": len(unevaluated)}
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -9,6 +9,7 @@ batch (hand-written SQL: the ORM's upsert spends ~1 s compiling 10,000 rows).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -21,7 +22,7 @@ from tom_mma.models import EventCandidate, EventSkyMap, GWEvent
 
 from .skymap_store import load_skymap
 
-__all__ = ["candidates", "credible_level", "rank_event", "rank_targets"]
+__all__ = ["candidates", "credible_level", "lagging_events", "rank_event", "rank_targets"]
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ def rank_event(event_id: int) -> int:
     if not event.is_active or event.skymap is None:
         return 0
     count = _rank_rows(event, event.skymap, _target_rows())
+    GWEvent.objects.filter(pk=event.pk, skymap=event.skymap).update(ranked_skymap=event.skymap)
     logger.info("%s: ranked %d targets against sky map %.12s", event.superevent_id, count, event.skymap.sha256)
     return count
 
@@ -162,6 +164,26 @@ def rank_targets(target_ids: Sequence[int]) -> int:
     for event in events.select_related("skymap").defer("skymap__fits"):
         count += _rank_rows(event, event.skymap, rows)
     return count
+
+
+def lagging_events(settle_s: float = 300.0) -> tuple[list[int], list[str]]:
+    """Active events whose current sky map is older than ``settle_s`` and not yet ranked / evaluated.
+
+    What the sweep sends again: a ranking or a rule evaluation whose task was lost (its send failed, or its
+    queue). Recent maps are left to their own tasks.
+
+    Returns
+    -------
+    (list of int, list of str)
+        Primary keys of events to rank, superevent ids of events whose rules to evaluate.
+    """
+    from django.db.models import F
+
+    settled = timezone.now() - dt.timedelta(seconds=settle_s)
+    active = GWEvent.objects.filter(state=GWEvent.State.ACTIVE, skymap__isnull=False, modified__lt=settled)
+    unranked = active.exclude(ranked_skymap=F("skymap")).values_list("pk", flat=True)
+    unevaluated = active.exclude(rules_skymap=F("skymap")).values_list("superevent_id", flat=True)
+    return list(unranked), list(unevaluated)
 
 
 def candidates(event: GWEvent):

@@ -43,6 +43,15 @@ class GWEvent(models.Model):
         related_name="+",
         help_text="The GW sky map of the latest notice that has one: the map candidates are ranked against.",
     )
+    # what the deferred work has done for the current sky map (the sweep sends what a lost task left)
+    ranked_skymap = models.ForeignKey(
+        "EventSkyMap", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The sky map every Target was last ranked against.",
+    )  # fmt: skip
+    rules_skymap = models.ForeignKey(
+        "EventSkyMap", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The sky map the observation rules were last evaluated with.",
+    )  # fmt: skip
     latest_notice_at = models.DateTimeField(null=True, blank=True)
     retracted_at = models.DateTimeField(null=True, blank=True, help_text="time_created of the retraction")
     created = models.DateTimeField(auto_now_add=True)
