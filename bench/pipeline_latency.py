@@ -52,7 +52,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def synthetic_points(candidates: int, points: int, seed: int = 1):
-    from tom_mma_broker.schemas.photometry import PhotometryPoint
+    from tom_mma_broker.schemas.photometry import PhotometryMessage
 
     rng = random.Random(seed)
     out = []
@@ -62,7 +62,7 @@ def synthetic_points(candidates: int, points: int, seed: int = 1):
         for p in range(points):
             band = "gri"[p % 3]
             t = t0 + p * 0.5
-            out.append(PhotometryPoint.create(
+            out.append(PhotometryMessage.create(
                 object_name=f"SYN{c:05d}", ra=ra, dec=dec, mjd=t, band=band,
                 magnitude=m0 + rate * (t - t0) + rng.gauss(0, 0.05), magnitude_error=0.05,
                 source="bench", telescope="bench", instrument="bench", gw_event=None,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_derived_factories import alert_dict, make_alert, retraction_dict
-from tom_mma.schemas.derived_alert import SCHEMA_ID, Candidate, DerivedAlert, PhotometryPoint
+from tom_mma.schemas.derived_alert import SCHEMA_ID, AlertCandidate, AlertPoint, DerivedAlert
 
 JSON_SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "schemas" / "derived-alert-v1.json"
 
@@ -26,8 +26,8 @@ def test_frozen_and_nested_types():
     alert = make_alert()
     with pytest.raises(dataclasses.FrozenInstanceError):
         alert.kilonova_score = 0.1
-    assert isinstance(alert.candidate, Candidate)
-    assert all(isinstance(p, PhotometryPoint) for p in alert.photometry)
+    assert isinstance(alert.candidate, AlertCandidate)
+    assert all(isinstance(p, AlertPoint) for p in alert.photometry)
     assert alert.photometry[0].upper_limit is False
     assert alert.features == {"rise_time": 0.4, "colour_gr": None}
     assert alert.candidate.aliases == ("AT2017gfo",)

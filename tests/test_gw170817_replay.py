@@ -40,7 +40,7 @@ from tom_mma_broker.gw170817 import (
 from tom_mma_broker.gw170817 import skymap as skymaps
 from tom_mma_broker.gw170817.notice import FLAT_SKYMAP
 from tom_mma_broker.gw170817.photometry import DEC, OPTICAL_NIR_BANDS, RA, object_aliases
-from tom_mma_broker.schemas.photometry import SCHEMA_ID, PhotometryPoint
+from tom_mma_broker.schemas.photometry import SCHEMA_ID, PhotometryMessage
 
 DATA = Path(__file__).parent / "data" / "gw170817"
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "schemas" / "photometry-v1.json"
@@ -294,14 +294,14 @@ def test_invalid_notice_is_rejected():
 # --- photometry schema --------------------------------------------------------------------------
 
 
-def _point() -> PhotometryPoint:
+def _point() -> PhotometryMessage:
     return load_photometry()[0]
 
 
 def test_photometry_point_round_trips():
     point = _point()
-    assert PhotometryPoint.from_dict(point.to_dict()) == point
-    assert PhotometryPoint.from_json(point.to_json()) == point
+    assert PhotometryMessage.from_dict(point.to_dict()) == point
+    assert PhotometryMessage.from_json(point.to_json()) == point
     data = point.to_dict()
     assert data["schema"] == SCHEMA_ID == "tom-mma/photometry/v1"
     assert data["object_name"] == "AT2017gfo"
@@ -310,7 +310,7 @@ def test_photometry_point_round_trips():
     # unknown keys are ignored, defaults apply to optional ones
     minimal = {k: data[k] for k in ("schema", "point_id", "object_name", "ra", "dec", "mjd", "time")}
     minimal.update(band="r", magnitude=18.0, source="x", extra=1)
-    parsed = PhotometryPoint.from_dict(minimal)
+    parsed = PhotometryMessage.from_dict(minimal)
     assert parsed.system == "AB" and parsed.upper_limit is False and parsed.aliases == ()
 
 
@@ -332,18 +332,18 @@ def test_photometry_point_round_trips():
 )
 def test_photometry_point_rejects_bad_input(change, reason):
     with pytest.raises(ValueError, match=f"photometry point: {reason}"):
-        PhotometryPoint.from_dict({**_point().to_dict(), **change})
+        PhotometryMessage.from_dict({**_point().to_dict(), **change})
 
 
 def test_photometry_point_rejects_missing_fields_and_bad_json():
     data = _point().to_dict()
     del data["source"]
     with pytest.raises(ValueError, match="missing field 'source'"):
-        PhotometryPoint.from_dict(data)
+        PhotometryMessage.from_dict(data)
     with pytest.raises(ValueError, match="not valid JSON"):
-        PhotometryPoint.from_json(b"{")
+        PhotometryMessage.from_json(b"{")
     with pytest.raises(ValueError, match="must be a JSON object"):
-        PhotometryPoint.from_dict([])
+        PhotometryMessage.from_dict([])
 
 
 def test_json_schema_file_matches_the_dataclass():
@@ -357,7 +357,7 @@ def test_json_schema_file_matches_the_dataclass():
         data = _point().to_dict()
         del data[key]
         with pytest.raises(ValueError, match=f"missing field '{key}'"):
-            PhotometryPoint.from_dict(data)
+            PhotometryMessage.from_dict(data)
 
 
 def test_messages_validate_against_the_json_schema():
@@ -497,7 +497,7 @@ def test_command_dry_run_prints_json_lines():
     import base64
 
     assert base64.b64decode(notice["value"]["event"]["skymap"]) == gw170817_skymap()
-    point = PhotometryPoint.from_dict(records[2]["value"])
+    point = PhotometryMessage.from_dict(records[2]["value"])
     assert point.point_id == records[2]["key"]
 
 
@@ -572,7 +572,7 @@ def test_replay_through_the_embedded_broker(broker):
             validate_notice(content)
         else:
             assert headers["_format"] == b"json"
-            assert PhotometryPoint.from_dict(model.content) == PhotometryPoint.from_dict(message.content)
+            assert PhotometryMessage.from_dict(model.content) == PhotometryMessage.from_dict(message.content)
     assert [n[0].content["alert_type"] for n in notices] == ["PRELIMINARY", "INITIAL"]
-    mjds = [PhotometryPoint.from_dict(m.content).mjd for m, _ in points]
+    mjds = [PhotometryMessage.from_dict(m.content).mjd for m, _ in points]
     assert mjds == sorted(mjds)

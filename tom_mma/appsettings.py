@@ -12,7 +12,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
 
 __all__ = ["AppSettings"]
 
@@ -26,8 +25,6 @@ class AppSettings:
         The name of the dict in the Django settings, e.g. ``"TOM_MMA"``.
     defaults : Mapping
         Every key this app knows, with its default value.
-    import_strings : tuple of str
-        Keys whose values are dotted paths; they are imported on access.
 
     Examples
     --------
@@ -36,10 +33,9 @@ class AppSettings:
     0.5
     """
 
-    def __init__(self, name: str, defaults: Mapping[str, Any], import_strings: tuple[str, ...] = ()):
+    def __init__(self, name: str, defaults: Mapping[str, Any]):
         self._name = name
         self._defaults = dict(defaults)
-        self._import_strings = frozenset(import_strings)
 
     @property
     def user_settings(self) -> Mapping[str, Any]:
@@ -56,13 +52,10 @@ class AppSettings:
     def __getattr__(self, key: str) -> Any:
         if key.startswith("_") or key not in self._defaults:
             raise AttributeError(f"{self._name} has no setting {key!r}")
-        value = self.user_settings.get(key, self._defaults[key])
-        if key in self._import_strings and isinstance(value, str):
-            value = import_string(value)
-        return value
+        return self.user_settings.get(key, self._defaults[key])
 
     def raw(self, key: str) -> Any:
-        """The setting's value without importing dotted paths."""
+        """The setting's value (as :meth:`__getattr__`, for a key held in a variable)."""
         if key not in self._defaults:
             raise AttributeError(f"{self._name} has no setting {key!r}")
         return self.user_settings.get(key, self._defaults[key])

@@ -20,12 +20,12 @@ from tom_dataproducts.models import PhotometryReducedDatum
 
 from tom_mma.models import DerivedAlertRecord, ObservationTrigger
 from tom_mma.rules import evaluate_rules
-from tom_mma.schemas.derived_alert import DerivedAlert, PhotometryPoint
+from tom_mma.schemas.derived_alert import AlertPoint, DerivedAlert
 from tom_mma.targets import get_or_create_target
 
 __all__ = [
     "PHOTOMETRY_SOURCE",
-    "IngestResult",
+    "DerivedAlertResult",
     "ingest_derived_alert",
     "add_photometry",
     "mjd_to_datetime",
@@ -53,7 +53,7 @@ def mjd_to_datetime(mjd: float) -> datetime:
 
 
 @dataclass(frozen=True)
-class IngestResult:
+class DerivedAlertResult:
     """What :func:`ingest_derived_alert` did.
 
     Attributes
@@ -103,7 +103,7 @@ def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
     return {str(k): v if isinstance(v, str | int | float | bool | type(None)) else str(v) for k, v in value.items()}
 
 
-def ingest_derived_alert(alert: DerivedAlert, metadata: Mapping[str, Any] | None = None) -> IngestResult:
+def ingest_derived_alert(alert: DerivedAlert, metadata: Mapping[str, Any] | None = None) -> DerivedAlertResult:
     """Store a derived alert and act on it, once.
 
     A classification is merged into a Target (``tom_mma.targets.get_or_create_target``), its photometry
@@ -120,12 +120,12 @@ def ingest_derived_alert(alert: DerivedAlert, metadata: Mapping[str, Any] | None
 
     Returns
     -------
-    IngestResult
+    DerivedAlertResult
     """
     existing = DerivedAlertRecord.objects.filter(alert_id=alert.alert_id).first()
     if existing is not None:
         logger.info("derived alert %s: already ingested (record %s); nothing to do", alert.alert_id, existing.pk)
-        return IngestResult(record=existing, created=False, target=existing.target)
+        return DerivedAlertResult(record=existing, created=False, target=existing.target)
     try:
         with transaction.atomic():
             if alert.is_retraction:
@@ -137,10 +137,10 @@ def ingest_derived_alert(alert: DerivedAlert, metadata: Mapping[str, Any] | None
         if existing is None:
             raise
         logger.info("derived alert %s: ingested concurrently (record %s)", alert.alert_id, existing.pk)
-        return IngestResult(record=existing, created=False, target=existing.target)
+        return DerivedAlertResult(record=existing, created=False, target=existing.target)
 
 
-def _ingest_classification(alert: DerivedAlert, metadata: Mapping[str, Any] | None) -> IngestResult:
+def _ingest_classification(alert: DerivedAlert, metadata: Mapping[str, Any] | None) -> DerivedAlertResult:
     target, target_created = get_or_create_target(
         alert.candidate.name,
         alert.candidate.ra,
@@ -173,7 +173,7 @@ def _ingest_classification(alert: DerivedAlert, metadata: Mapping[str, Any] | No
         added,
         len(triggers),
     )
-    return IngestResult(
+    return DerivedAlertResult(
         record=record,
         created=True,
         target=target,
@@ -183,7 +183,7 @@ def _ingest_classification(alert: DerivedAlert, metadata: Mapping[str, Any] | No
     )
 
 
-def _ingest_retraction(alert: DerivedAlert, metadata: Mapping[str, Any] | None) -> IngestResult:
+def _ingest_retraction(alert: DerivedAlert, metadata: Mapping[str, Any] | None) -> DerivedAlertResult:
     retracted = DerivedAlertRecord.objects.select_for_update().filter(alert_id=alert.retracts).first()
     target = retracted.target if retracted is not None else None
     fields = _record_fields(alert, metadata)
@@ -198,10 +198,10 @@ def _ingest_retraction(alert: DerivedAlert, metadata: Mapping[str, Any] | None) 
             alert.alert_id,
             alert.retracts,
         )
-    return IngestResult(record=record, created=True, target=target)
+    return DerivedAlertResult(record=record, created=True, target=target)
 
 
-def add_photometry(target: Any, points: tuple[PhotometryPoint, ...] | list[PhotometryPoint], alert_id: str = "") -> int:
+def add_photometry(target: Any, points: tuple[AlertPoint, ...] | list[AlertPoint], alert_id: str = "") -> int:
     """Add the photometry points the Target does not have yet; return how many were added.
 
     Points are ``tom_dataproducts`` ``PhotometryReducedDatum`` rows (the model the target page plots):

@@ -153,31 +153,31 @@ class ObservationRule:
         if errors:
             raise FacilityRejected(f"{facility.name} rejected the request: {errors}")
         observation_ids = facility.submit_observation(payload)
-        records = []
+        observations = []
         for observation_id in observation_ids:
-            record = ObservationRecord.objects.create(
+            observation = ObservationRecord.objects.create(
                 target=target,
                 user=None,
                 facility=facility.name,
                 parameters=form.serialize_parameters(),
                 observation_id=observation_id,
             )
-            assign_observation_permissions(record)
-            _refresh_status(facility, record)
-            records.append(record)
-        return records
+            assign_observation_permissions(observation)
+            _refresh_status(facility, observation)
+            observations.append(observation)
+        return observations
 
 
-def _refresh_status(facility: Any, record: ObservationRecord) -> None:
-    """Give a new record the facility's status at once (the TOM leaves it blank until ``updatestatus``).
+def _refresh_status(facility: Any, observation: ObservationRecord) -> None:
+    """Give a new request the facility's status at once (the TOM leaves it blank until ``updatestatus``).
 
-    A facility that cannot tell now is no reason to lose the request: the record keeps a blank status,
+    A facility that cannot tell now is no reason to lose the request: it keeps a blank status,
     as the TOM's own form leaves it, and the next ``updatestatus`` fills it in.
     """
     try:
-        facility.update_observation_status(record.observation_id)
+        facility.update_observation_status(observation.observation_id)
     except Exception:  # noqa: BLE001 - facilities raise anything (HTTP errors, KeyError, ...)
-        logger.warning("%s could not tell the status of new request %s yet", facility.name, record.observation_id)
+        logger.warning("%s could not tell the status of new request %s yet", facility.name, observation.observation_id)
 
 
 def _validation_errors(result: Any) -> Any:
@@ -366,7 +366,7 @@ def evaluate_rules_for_event(superevent_id: str) -> list[ObservationTrigger]:
         .filter(n=len(rules))
         .values_list("target_id", flat=True)
     )
-    records = (
+    alert_records = (
         DerivedAlertRecord.objects.filter(
             kind=DerivedAlertRecord.Kind.CLASSIFICATION, gw_event=superevent_id, retracted=False, target__isnull=False
         )
@@ -375,13 +375,13 @@ def evaluate_rules_for_event(superevent_id: str) -> list[ObservationTrigger]:
         .order_by("target_id", "latest_point_mjd", "received", "pk")
     )
     by_target: dict[int, list[Any]] = {}
-    for record in records:
-        by_target.setdefault(record.target_id, []).append(record)
+    for alert_record in alert_records:
+        by_target.setdefault(alert_record.target_id, []).append(alert_record)
     claimed: list[ObservationTrigger] = []
     for alerts in by_target.values():
         with transaction.atomic():
-            for record in alerts:
-                triggers = evaluate_rules(DerivedAlert.from_dict(record.raw), record, record.target)
+            for alert_record in alerts:
+                triggers = evaluate_rules(DerivedAlert.from_dict(alert_record.raw), alert_record, alert_record.target)
                 claimed.extend(triggers)
                 if triggers:
                     break

@@ -43,9 +43,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Defaults of the keys this module reads until ``tom_mma.conf.DEFAULTS`` lists them.
-_DEFAULTS: dict[str, Any] = {"TARGET_GROUPS": ["Public"]}
-
 #: Permissions the stream's groups get on a Target the stream created.
 TARGET_GROUP_PERMISSIONS = ("view_target", "change_target")
 
@@ -54,13 +51,6 @@ TARGET_GROUP_PERMISSIONS = ("view_target", "change_target")
 _CREATE_LOCK_KEY = 0x746F6D6D6D61  # "tommma"
 
 _MAX_ATTEMPTS = 3
-
-
-def _setting(key: str) -> Any:
-    try:
-        return getattr(mma_settings, key)
-    except AttributeError:  # not yet in tom_mma.conf.DEFAULTS
-        return mma_settings.user_settings.get(key, _DEFAULTS[key])
 
 
 def angular_separation_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
@@ -281,7 +271,7 @@ def get_or_create_target(
 
 def target_groups() -> list[Group]:
     """The groups given access to Targets created from streams (``TOM_MMA['TARGET_GROUPS']``)."""
-    return [Group.objects.get_or_create(name=group_name)[0] for group_name in _setting("TARGET_GROUPS")]
+    return [Group.objects.get_or_create(name=group_name)[0] for group_name in mma_settings.TARGET_GROUPS]
 
 
 def assign_target_permissions(target: Target) -> None:

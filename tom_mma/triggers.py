@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from tom_observations.models import ObservationRecord
 
+from tom_mma import signals
 from tom_mma.gw.observations import link_observation
 from tom_mma.models import GWEvent, ObservationTrigger
 
@@ -25,6 +27,7 @@ from .rules import get_rule
 
 __all__ = [
     "FacilityUnavailable",
+    "requeue_failed",
     "give_up_trigger",
     "retry_trigger",
     "stale_triggers",
@@ -88,8 +91,8 @@ def submit_trigger(trigger_id: int) -> ObservationTrigger:
         records = rule.request_observation(trigger)
     except Exception as exc:
         # Any facility can fail in its own way (HTTP errors, ImproperlyConfigured, a missing facility...). The
-        # ingest is committed and correct: the failure is recorded on the trigger (visible in the admin,
-        # retryable) and logged; a transient one is retried.
+        # ingest is committed and correct: the failure is recorded on the trigger (the admin shows it and can
+        # submit it again) and logged; a transient one is retried.
         error = f"{type(exc).__name__}: {exc}"[:10000]
         if _is_transient(exc):
             ObservationTrigger.objects.filter(pk=trigger_id).update(
@@ -156,6 +159,34 @@ def stale_triggers(pending_for: dt.timedelta, submitting_for: dt.timedelta) -> l
         ids = list(stale.values_list("pk", flat=True))
         ObservationTrigger.objects.filter(pk__in=ids).update(modified=now)
     return ids
+
+
+def requeue_failed(trigger_ids: Any) -> int:
+    """Make failed triggers pending again and have a task submit each (an operator's retry, from the admin).
+
+    The facility is not called in the caller's thread (a web request): the triggers are sent as new ones are.
+
+    Returns
+    -------
+    int
+        How many failed triggers were requeued.
+    """
+    with transaction.atomic():
+        ids = list(
+            ObservationTrigger.objects.filter(pk__in=list(trigger_ids), status=ObservationTrigger.Status.FAILED)
+            .select_for_update()
+            .values_list("pk", flat=True)
+        )
+        ObservationTrigger.objects.filter(pk__in=ids).update(status=ObservationTrigger.Status.PENDING,
+                                                             modified=timezone.now())  # fmt: skip
+        for trigger_id in ids:
+            transaction.on_commit(
+                lambda trigger_id=trigger_id: signals.observation_trigger_claimed.send_robust(
+                    sender=ObservationTrigger, trigger_id=trigger_id
+                ),
+                robust=True,
+            )
+    return len(ids)
 
 
 def retry_trigger(trigger_id: int) -> ObservationTrigger:

@@ -11,7 +11,7 @@ from tom_mma.targets import cone_filter
 
 from .conf import broker_settings
 from .models import Candidate, CandidatePoint
-from .schemas.photometry import PhotometryPoint
+from .schemas.photometry import PhotometryMessage
 
 __all__ = ["find_candidate", "ingest_point"]
 
@@ -32,7 +32,7 @@ def find_candidate(name: str, aliases: tuple[str, ...], ra: float, dec: float) -
     return nearest[0][0] if nearest else None
 
 
-def _candidate_for(point: PhotometryPoint) -> Candidate:
+def _candidate_for(point: PhotometryMessage) -> Candidate:
     candidate = find_candidate(point.object_name, tuple(point.aliases), point.ra, point.dec)
     if candidate is None:
         try:
@@ -51,7 +51,7 @@ def _candidate_for(point: PhotometryPoint) -> Candidate:
     return candidate
 
 
-def ingest_point(point: PhotometryPoint, message_id: uuid.UUID | None = None) -> tuple[Candidate, bool]:
+def ingest_point(point: PhotometryMessage, message_id: uuid.UUID | None = None) -> tuple[Candidate, bool]:
     """Store a photometric point under its candidate (once: keyed on ``point_id``).
 
     Returns

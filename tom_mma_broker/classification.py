@@ -14,9 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
 
 from tom_mma.gw.events import is_retracted
-from tom_mma.schemas.derived_alert import Candidate as AlertCandidate
-from tom_mma.schemas.derived_alert import DerivedAlert, utc_now_iso
-from tom_mma.schemas.derived_alert import PhotometryPoint as AlertPoint
+from tom_mma.schemas.derived_alert import AlertCandidate, AlertPoint, DerivedAlert, utc_now_iso
 
 from .classifier import NoDetectionsError, Observation, load_model
 from .classifier.features import canonical_band

@@ -9,7 +9,7 @@ from tom_mma import deferred
 from tom_mma.hopmessages import json_payload, message_id, metadata_headers
 
 from .candidates import ingest_point
-from .schemas.photometry import PhotometryPoint
+from .schemas.photometry import PhotometryMessage
 
 __all__ = ["photometry_handler", "queue_classification"]
 
@@ -24,7 +24,7 @@ def photometry_handler(alert: Any, metadata: Any) -> None:
 
     Raises ``ValueError`` for a message that is not a valid v1 point (the stream quarantines it).
     """
-    point = PhotometryPoint.from_dict(json_payload(alert, "photometry"))
+    point = PhotometryMessage.from_dict(json_payload(alert, "photometry"))
     candidate, created = ingest_point(point, message_id(metadata_headers(metadata)))
     if created:
         queue_classification(candidate.pk)

@@ -416,7 +416,14 @@ class MultiOrderSkyMap:
         return m, math.sqrt(max(second - m * m, 0.0))
 
     def summary(self) -> SkyMapSummary:
-        """The figures stored with a sky map version (see :class:`SkyMapSummary`)."""
+        """The figures stored with a sky map version (see :class:`SkyMapSummary`); computed once per map."""
+        cached = self.__dict__.get("_summary")
+        if cached is not None:
+            return cached
+        self.__dict__["_summary"] = summary = self._summary()
+        return summary
+
+    def _summary(self) -> SkyMapSummary:
         ra, dec = self.most_probable_position
         dist = self.marginal_distance
         return SkyMapSummary(

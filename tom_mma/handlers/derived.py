@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tom_mma.derived import IngestResult, ingest_derived_alert
+from tom_mma.derived import DerivedAlertResult, ingest_derived_alert
 from tom_mma.hopmessages import json_payload, message_id, metadata_headers
 from tom_mma.schemas.derived_alert import DerivedAlert
 
@@ -32,7 +32,7 @@ def delivery_info(metadata: Any) -> dict[str, Any]:
     return {k: v for k, v in info.items() if v is not None}
 
 
-def derived_alert_handler(alert: Any, metadata: Any = None) -> IngestResult:
+def derived_alert_handler(alert: Any, metadata: Any = None) -> DerivedAlertResult:
     """Ingest one derived alert from the results topic.
 
     Raises

@@ -15,7 +15,7 @@ Examples
 ...     alert_id="4b7b0f0e-6f0c-4a53-9f55-4e1f0c3b2a10",
 ...     kind="classification",
 ...     created="2025-05-01T12:00:00Z",
-...     candidate=Candidate(name="ZTF25abcdefg", ra=150.1, dec=-12.5),
+...     candidate=AlertCandidate(name="ZTF25abcdefg", ra=150.1, dec=-12.5),
 ...     latest_point_mjd=60796.5,
 ...     kilonova_score=0.82,
 ...     model_version="kn-rf-1.0.0",
@@ -41,8 +41,8 @@ __all__ = [
     "SCHEMA_ID",
     "KINDS",
     "MAGNITUDE_SYSTEMS",
-    "Candidate",
-    "PhotometryPoint",
+    "AlertCandidate",
+    "AlertPoint",
     "DerivedAlert",
     "utc_now_iso",
 ]
@@ -78,7 +78,7 @@ def utc_now_iso() -> str:
 
 
 @dataclass(frozen=True)
-class Candidate:
+class AlertCandidate:
     """The optical candidate a derived alert classifies.
 
     Parameters
@@ -108,7 +108,7 @@ class Candidate:
         return {"name": self.name, "aliases": list(self.aliases), "ra": self.ra, "dec": self.dec}
 
     @classmethod
-    def from_dict(cls, data: Any) -> Candidate:
+    def from_dict(cls, data: Any) -> AlertCandidate:
         """Parse and validate; raise ``ValueError`` with the reason."""
         if not isinstance(data, Mapping):
             raise _fail(f"candidate must be an object, not {type(data).__name__}")
@@ -125,7 +125,7 @@ MAGNITUDE_SYSTEMS = ("AB", "Vega")
 
 
 @dataclass(frozen=True)
-class PhotometryPoint:
+class AlertPoint:
     """One photometric point the classification used.
 
     Parameters
@@ -171,7 +171,7 @@ class PhotometryPoint:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "photometry[]") -> PhotometryPoint:
+    def from_dict(cls, data: Any, where: str = "photometry[]") -> AlertPoint:
         """Parse and validate; raise ``ValueError`` with the reason."""
         if not isinstance(data, Mapping):
             raise _fail(f"{where} must be an object, not {type(data).__name__}")
@@ -204,7 +204,7 @@ class DerivedAlert(JSONMessage):
         ``"classification"`` or ``"retraction"``.
     created : str
         When the broker made it, ISO 8601 UTC.
-    candidate : Candidate
+    candidate : AlertCandidate
         The candidate classified (for a retraction: the candidate of the retracted alert).
     latest_point_mjd : float
         MJD of the latest photometric point the classification used.
@@ -218,7 +218,7 @@ class DerivedAlert(JSONMessage):
         Hop ``_id`` UUIDs of the source photometry messages used.
     gw_event : str or None
         The GW superevent id the candidate relates to, if any.
-    photometry : tuple of PhotometryPoint
+    photometry : tuple of AlertPoint
         The points the classification used.
     retracts : str or None
         For ``kind="retraction"``: the ``alert_id`` retracted (required); otherwise ``None``.
@@ -233,14 +233,14 @@ class DerivedAlert(JSONMessage):
     alert_id: str
     kind: str
     created: str
-    candidate: Candidate
+    candidate: AlertCandidate
     latest_point_mjd: float
     kilonova_score: float
     model_version: str
     features: Mapping[str, float | None] = field(default_factory=dict)
     source_message_ids: tuple[str, ...] = ()
     gw_event: str | None = None
-    photometry: tuple[PhotometryPoint, ...] = ()
+    photometry: tuple[AlertPoint, ...] = ()
     retracts: str | None = None
     reason: str | None = None
     schema: str = SCHEMA_ID
@@ -330,7 +330,7 @@ class DerivedAlert(JSONMessage):
             alert_id=_uuid(_require(data, "alert_id"), "alert_id"),
             kind=_str(_require(data, "kind"), "kind"),
             created=_iso_utc(_require(data, "created"), "created"),
-            candidate=Candidate.from_dict(_require(data, "candidate")),
+            candidate=AlertCandidate.from_dict(_require(data, "candidate")),
             latest_point_mjd=_float(_require(data, "latest_point_mjd"), "latest_point_mjd"),
             kilonova_score=_float(_require(data, "kilonova_score"), "kilonova_score"),
             model_version=_str(_require(data, "model_version"), "model_version"),
@@ -340,7 +340,7 @@ class DerivedAlert(JSONMessage):
                 for i, v in enumerate(_str_list(data.get("source_message_ids", []), "source_message_ids"))
             ),
             gw_event=_str(data.get("gw_event"), "gw_event", nullable=True),
-            photometry=tuple(PhotometryPoint.from_dict(p, f"photometry[{i}]") for i, p in enumerate(photometry)),
+            photometry=tuple(AlertPoint.from_dict(p, f"photometry[{i}]") for i, p in enumerate(photometry)),
             retracts=None if retracts is None else _uuid(retracts, "retracts"),
             reason=_str(data.get("reason"), "reason", nullable=True),
         )

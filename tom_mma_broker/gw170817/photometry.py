@@ -4,7 +4,7 @@ One Open Kilonova Catalog (OKC, ``astrocatalogs/kne-internal``, MIT) JSON file p
 measurements (``time`` in MJD or JD, ``band``, ``magnitude``, ``e_magnitude`` or asymmetric
 ``e_lower_magnitude``/``e_upper_magnitude``, ``upperlimit``, ``system``, ``telescope``,
 ``instrument``, ``source``). :func:`load_photometry` turns the selected ones into
-:class:`~tom_mma_broker.schemas.photometry.PhotometryPoint`, sorted by time.
+:class:`~tom_mma_broker.schemas.photometry.PhotometryMessage`, sorted by time.
 
 Rules (each documented in ``docs/gw170817-replay.md``):
 
@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tom_mma_broker.schemas.photometry import SYSTEMS, PhotometryPoint
+from tom_mma_broker.schemas.photometry import SYSTEMS, PhotometryMessage
 
 from .notice import DATA_DIR, MERGER_MJD, MOCK_SUPEREVENT_ID
 
@@ -182,7 +182,7 @@ def _points_of(path: Path, selection: PhotometrySelection, aliases: Sequence[str
             logger.debug("%s: skipped a %s point without a known magnitude system", path.name, band)
             continue
         refs = [bibcodes.get(a.strip()) or a.strip() for a in str(item.get("source", "")).split(",")]
-        yield PhotometryPoint.create(
+        yield PhotometryMessage.create(
             object_name=OBJECT_NAME,
             aliases=aliases,
             ra=RA,
@@ -205,7 +205,7 @@ def load_photometry(
     *,
     gw_event: str | None = MOCK_SUPEREVENT_ID,
     okc_dir: Path = OKC_DIR,
-) -> list[PhotometryPoint]:
+) -> list[PhotometryMessage]:
     """The selected AT2017gfo measurements, sorted by time (then ``point_id``), without duplicates.
 
     Parameters
@@ -234,7 +234,7 @@ def load_photometry(
     if unknown:
         raise ValueError(f"unknown photometry source(s) {', '.join(unknown)}; known: {', '.join(known)}")
     aliases = object_aliases(okc_dir)
-    points: dict[str, PhotometryPoint] = {}
+    points: dict[str, PhotometryMessage] = {}
     for name in sorted(set(names)):
         for point in _points_of(okc_dir / f"GW170817-{name}.json", selection, aliases, gw_event):
             points.setdefault(point.point_id, point)

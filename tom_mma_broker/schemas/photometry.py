@@ -1,7 +1,7 @@
 """Source photometry, schema v1: one photometric measurement of one optical/NIR source per message.
 
 The broker side publishes source alerts with this schema (the GW170817 replay does, see
-``docs/gw170817-replay.md``); a consumer parses them with :meth:`PhotometryPoint.from_dict`.
+``docs/gw170817-replay.md``); a consumer parses them with :meth:`PhotometryMessage.from_dict`.
 JSON Schema: ``docs/schemas/photometry-v1.json``. On Kafka a point travels as a hop ``JSONBlob``
 (``_format: json``), with the header ``x-tom-mma-schema: tom-mma/photometry/v1``.
 
@@ -10,16 +10,16 @@ measurement always gets the same id, so a consumer keyed on it stores a replayed
 
 Examples
 --------
->>> point = PhotometryPoint.create(
+>>> point = PhotometryMessage.create(
 ...     object_name="AT2017gfo", ra=197.450375, dec=-23.381494, mjd=57983.9784, band="r",
 ...     magnitude=18.04, magnitude_error=0.02, source="2017ApJ...848L..17C",
 ...     telescope="Blanco", instrument="DECam", gw_event="MS170817a",
 ... )
 >>> point.time
 '2017-08-18T23:28:53.760Z'
->>> PhotometryPoint.from_dict(point.to_dict()) == point
+>>> PhotometryMessage.from_dict(point.to_dict()) == point
 True
->>> PhotometryPoint.from_dict({**point.to_dict(), "system": "ST"})
+>>> PhotometryMessage.from_dict({**point.to_dict(), "system": "ST"})
 Traceback (most recent call last):
 ...
 ValueError: photometry point: system must be one of AB, Vega, not 'ST'
@@ -38,7 +38,7 @@ from tom_mma.schemas.fields import FieldReader, JSONMessage
 __all__ = [
     "SCHEMA_ID",
     "SYSTEMS",
-    "PhotometryPoint",
+    "PhotometryMessage",
     "make_point_id",
     "mjd_to_iso",
     "iso_to_mjd",
@@ -126,7 +126,7 @@ def make_point_id(
 
 
 @dataclass(frozen=True)
-class PhotometryPoint(JSONMessage):
+class PhotometryMessage(JSONMessage):
     """One photometric measurement of a source, schema ``tom-mma/photometry/v1``.
 
     Parameters
@@ -220,7 +220,7 @@ class PhotometryPoint(JSONMessage):
         instrument: str | None = None,
         aliases: Sequence[str] = (),
         gw_event: str | None = None,
-    ) -> PhotometryPoint:
+    ) -> PhotometryMessage:
         """A point with its ``point_id`` and ``time`` derived from the other fields."""
         return cls(
             point_id=make_point_id(object_name, source, mjd, band, magnitude, upper_limit, instrument, telescope),
@@ -264,7 +264,7 @@ class PhotometryPoint(JSONMessage):
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> PhotometryPoint:
+    def from_dict(cls, data: Any) -> PhotometryMessage:
         """Parse and validate a dict; raise ``ValueError`` with a clear reason.
 
         Unknown keys are ignored (a later optional field must not break v1 readers); a different
