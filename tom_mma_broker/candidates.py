@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 
 from tom_mma.targets import cone_filter
 
+from . import signals
 from .conf import broker_settings
 from .models import Candidate, CandidatePoint
 from .schemas.photometry import PhotometryMessage
@@ -70,4 +71,5 @@ def ingest_point(point: PhotometryMessage, message_id: uuid.UUID | None = None) 
         source=point.source,
     )  # fmt: skip
     logger.debug("point %s of %s stored (message %s)", point.point_id, candidate.name, message_id)
+    signals.candidate_points_added.send(sender=Candidate, candidate_pk=candidate.pk)
     return candidate, True

@@ -45,12 +45,27 @@ def on_outbox_queued(sender: Any, **kwargs: Any) -> None:
     deferred.send(publish_outbox)
 
 
+def on_candidate_points_added(sender: Any, candidate_pk: int, **kwargs: Any) -> None:
+    """New points of a candidate (inside the ingest transaction): classify it once, after the commit.
+
+    The points of one candidate that arrive in one batch are scored together
+    (:func:`tom_mma.deferred.send_once_on_commit`); a send that fails (Redis down) is logged, and the sweep
+    (:func:`tom_mma_broker.tasks.sweep`) finds the candidate later.
+    """
+    from tom_mma import deferred
+
+    from .tasks import classify_candidate
+
+    deferred.send_once_on_commit(("classify", candidate_pk), classify_candidate, candidate_pk)
+
+
 def connect() -> None:
     """Connect the receivers (idempotent)."""
     from tom_mma.signals import gw_event_retracted, gw_notice_received
 
-    from .signals import outbox_queued
+    from .signals import candidate_points_added, outbox_queued
 
     outbox_queued.connect(on_outbox_queued, dispatch_uid="tom_mma_broker.outbox_queued")
+    candidate_points_added.connect(on_candidate_points_added, dispatch_uid="tom_mma_broker.classify")
     gw_event_retracted.connect(on_gw_event_retracted, dispatch_uid="tom_mma_broker.retractions")
     gw_notice_received.connect(on_gw_notice_received, dispatch_uid="tom_mma_broker.retracted_notices")
