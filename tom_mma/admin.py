@@ -1,5 +1,7 @@
-"""``tom_mma``'s models in the Django admin: GW events, their notices, sky maps and candidates, derived alerts,
-observation triggers and the simulated facility's requests.
+"""``tom_mma``'s models in the Django admin.
+
+GW events, their notices, sky maps and candidates, derived alerts, observation triggers and the simulated
+facility's requests.
 
 History is read-only (an event's state comes from its notices, a derived alert is what was received): the
 admin shows it and lets nothing be edited or added by hand. What a person acts on (an observation trigger

@@ -19,17 +19,17 @@ class TomMmaConfig(AppConfig):
         receivers.connect()  # the services' signals become Celery tasks
 
     def include_url_paths(self) -> list:
-        """tomtoolkit integration: the GW event pages under ``/gw/``."""
+        """Tomtoolkit integration: the GW event pages under ``/gw/``."""
         from django.urls import include, path
 
         return [path("gw/", include("tom_mma.gw.urls"))]
 
     def nav_items(self) -> list[dict]:
-        """tomtoolkit integration: a navbar link to the GW events."""
+        """Tomtoolkit integration: a navbar link to the GW events."""
         return [{"partial": "tom_mma/gw/partials/navbar_link.html"}]
 
     def target_detail_tabs(self) -> list[dict]:
-        """tomtoolkit integration: the kilonova score history on the target page."""
+        """Tomtoolkit integration: the kilonova score history on the target page."""
         return [
             {
                 "partial": "tom_mma/derived/score_history_tab.html",

@@ -1,5 +1,7 @@
-"""The TOM side of derived alerts: store each one, merge its candidate into a Target, add its photometry,
-keep the score history, and evaluate the observation rules.
+"""The TOM side of derived alerts.
+
+Store each one, merge its candidate into a Target, add its photometry, keep the score history, and evaluate
+the observation rules.
 
 :func:`ingest_derived_alert` is the one service the results-topic handler
 (``tom_mma.handlers.derived.derived_alert_handler``) and the broker class (``tom_mma.alerts``) call.

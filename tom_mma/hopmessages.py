@@ -57,7 +57,7 @@ def header_value(headers: Headers | None, name: str) -> bytes | None:
 
 
 def message_id(headers: Headers | None) -> uuid.UUID | None:
-    """hop's ``_id`` header as a UUID; None when it is absent or malformed.
+    """Hop's ``_id`` header as a UUID; None when it is absent or malformed.
 
     Examples
     --------

@@ -208,6 +208,7 @@ class KilonovaScoreRule(ObservationRule):
         return None if level is None else float(level)
 
     def evaluate(self, alert: DerivedAlert, target: Any) -> RuleDecision:
+        """Hold for a score at the threshold or above, inside the region (see the class docstring)."""
         threshold = float(setting("OBSERVATION_SCORE_THRESHOLD"))
         score = alert.kilonova_score
         details: dict[str, Any] = {"score": score, "threshold": threshold, "gw_event": alert.gw_event}

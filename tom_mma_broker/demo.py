@@ -53,8 +53,10 @@ def demo_topics() -> dict[str, str]:
 def run_replay(
     broker: BrokerInfo, speed: float, progress: Any = None, topics: dict[str, str] | None = None
 ) -> list[uuid.UUID]:
-    """Publish the GW170817 replay to ``broker`` (:func:`~tom_mma_broker.gw170817.replay.publish`); return the
-    message ids (deterministic, :func:`replay_message_id`)."""
+    """Publish the GW170817 replay to ``broker`` (:func:`~tom_mma_broker.gw170817.replay.publish`).
+
+    Returns the message ids (deterministic, :func:`replay_message_id`).
+    """
     from .gw170817 import publish, replay_messages
 
     with open_producer(broker.url) as producer:
@@ -125,6 +127,7 @@ class DemoSummary:
     events: list[dict] = field(default_factory=list)
 
     def lines(self) -> list[str]:
+        """The summary, a line each, for the terminal."""
         out = [f"archive: {self.archived} messages ({self.quarantined} quarantined)"]
         for e in self.events:
             out.append(f"GW event {e['superevent_id']} ({e['kind']}, {e['state']}): {e['notices']} notice(s)")

@@ -220,6 +220,7 @@ class EmbeddedKafka:
 
     @property
     def state_file(self) -> Path:
+        """Where the running broker's pid, port and log are recorded."""
         return self.state_dir / "broker.json"
 
     def status(self) -> BrokerInfo | None:

@@ -132,7 +132,7 @@ class Envelope:
 
     @property
     def message_id(self) -> uuid.UUID | None:
-        """hop's ``_id`` header as a UUID (None when absent or malformed)."""
+        """Hop's ``_id`` header as a UUID (None when absent or malformed)."""
         return message_id(self.headers)
 
     @property
@@ -224,6 +224,7 @@ class HandlerMap:
         return sorted(self._exact)
 
     def has_wildcards(self) -> bool:
+        """Whether a regex or ``*`` entry may match topics not named explicitly."""
         return bool(self._patterns) or self._default is not None
 
     def matches(self, topic: str) -> bool:
@@ -231,6 +232,7 @@ class HandlerMap:
         return topic in self._exact or any(p.match(topic) for p, _ in self._patterns) or self._default is not None
 
     def __call__(self, topic: str) -> Handler | None:
+        """The handler of ``topic`` (None: archive only, or no entry covers it)."""
         if topic not in self._cache:
             handler = self._exact.get(topic)
             if handler is None and topic not in self._exact:

@@ -286,6 +286,7 @@ class ArchiveJSONEncoder(DjangoJSONEncoder):
     """
 
     def encode(self, o: Any) -> str:
+        """``o`` as JSON text (see the class docstring)."""
         try:
             text = orjson.dumps(o, default=_orjson_default, option=orjson.OPT_NON_STR_KEYS)
         except TypeError:  # orjson.JSONEncodeError: surrogates, huge integers, deep nesting

@@ -157,7 +157,7 @@ def hop_auth(
 
 
 def _stored_auth(host: str, port: int | None, username: str | None):
-    """hop's stored credential for ``host`` (``False`` when hop stores none)."""
+    """Hop's stored credential for ``host`` (``False`` when hop stores none)."""
     from django.core.exceptions import ImproperlyConfigured
     from hop.auth import AmbiguousCredentialError, load_auth, select_matching_auth
 
@@ -209,7 +209,7 @@ def open_producer(
 def hop_headers(
     fmt: str, message_id: uuid.UUID | None = None, sender: str = "tom-mma", extra: Iterable[tuple[str, bytes]] = ()
 ) -> tuple[uuid.UUID, list[tuple[str, bytes]]]:
-    """hop's headers for a message written as raw bytes: ``_id`` (uuid4 bytes), ``_sender``, ``_format``.
+    """Hop's headers for a message written as raw bytes: ``_id`` (uuid4 bytes), ``_sender``, ``_format``.
 
     Returns
     -------

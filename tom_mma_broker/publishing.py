@@ -74,7 +74,7 @@ def _here() -> tuple[int, int]:
 
 
 def _producer(timeout: float) -> Any:
-    """This thread's producer for ``KAFKA_URL`` (opened on first use; ``timeout`` bounds each message)."""
+    """The producer of this thread for ``KAFKA_URL`` (opened on first use; ``timeout`` bounds each message)."""
     target = (resolve_broker_url(broker_settings.KAFKA_URL), broker_settings.KAFKA_USERNAME)
     cached = _producers.get(_here())
     if cached is not None and cached[0] == target:

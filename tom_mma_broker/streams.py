@@ -94,6 +94,7 @@ class Backoff:
         return delay
 
     def reset(self) -> None:
+        """Start again from the first delay (after a success)."""
         self.attempt = 0
 
 
@@ -102,7 +103,7 @@ EAGER_DRAIN_S = 120.0
 
 
 class ReliableHopskotchAlertStream(AlertStream):
-    """See the module docstring. OPTIONS (in ``ALERT_STREAMS``):
+    """The reliable stream (see the module docstring), with these OPTIONS in ``ALERT_STREAMS``.
 
     ``URL``
         ``kafka://host:port`` (topics are taken from ``TOPIC_HANDLERS``), or ``embedded``.
@@ -166,7 +167,7 @@ class ReliableHopskotchAlertStream(AlertStream):
 
     # -- connection -------------------------------------------------------------------------
     def stream_auth(self) -> Any:
-        """hop auth from the options (``False`` for none). Credentials are never logged."""
+        """Hop auth from the options (``False`` for none). Credentials are never logged."""
         if self.__dict__.get("auth") is False:
             return False
         return hop_auth(

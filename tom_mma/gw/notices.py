@@ -227,8 +227,10 @@ class GWNotice:
 
     @cached_property
     def digest(self) -> str:
-        """SHA-256 of the notice's content (sky maps by their digest): the same notice by either
-        transport, or delivered twice, has the same digest."""
+        """SHA-256 of the notice's content (sky maps by their digest).
+
+        The same notice by either transport, or delivered twice, has the same digest.
+        """
         canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

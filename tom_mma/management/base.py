@@ -24,6 +24,7 @@ class ExampleCommand(BaseCommand):
     examples: tuple[str, ...] = ()
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """Django's parser, with :attr:`examples` as its epilog."""
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         if self.examples:
             parser.formatter_class = argparse.RawDescriptionHelpFormatter

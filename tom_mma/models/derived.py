@@ -1,5 +1,7 @@
-"""Models of the derived-alert flow: the TOM's archive of derived alerts, the observation triggers they
-fired, and the state of the simulated facility's requests.
+"""Models of the derived-alert flow.
+
+The TOM's archive of derived alerts, the observation triggers they fired, and the state of the simulated
+facility's requests.
 
 ``DerivedAlertRecord`` is one row per ``alert_id`` (the idempotency key of schema
 ``tom-mma/derived-alert/v1``); the classification rows of a Target are its kilonova-score history.

@@ -100,10 +100,12 @@ class JSONMessage:
     _read: FieldReader
 
     def to_dict(self) -> dict[str, Any]:  # pragma: no cover - every schema defines it
+        """The message as the JSON document of its schema."""
         raise NotImplementedError
 
     @classmethod
     def from_dict(cls, data: Any) -> Self:  # pragma: no cover - every schema defines it
+        """Validate a JSON document of the schema into the message."""
         raise NotImplementedError
 
     def to_json(self) -> bytes:

@@ -198,8 +198,9 @@ def _summary(scores: dict[str, dict[str, float]]) -> dict[str, float]:
 
 
 def train(config: TrainingConfig | None = None) -> tuple[Any, dict[str, Any]]:
-    """Train and evaluate the classifier (single-threaded: faster on a small shared machine, and the same
-    result everywhere).
+    """Train and evaluate the classifier.
+
+    Single-threaded: faster on a small shared machine, and the same result everywhere.
 
     Returns
     -------

@@ -103,7 +103,7 @@ class ReplayMessage:
 
     @property
     def format(self) -> str:
-        """hop's ``_format`` of the message: ``avro`` or ``json``."""
+        """Hop's ``_format`` of the message: ``avro`` or ``json``."""
         return "avro" if self.stream == GW_STREAM else "json"
 
     @property
