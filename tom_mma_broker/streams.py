@@ -300,7 +300,7 @@ class ReliableHopskotchAlertStream(AlertStream):
         # (see _open_consumer), not one message at a time as hop's read() would give them.
         # A prefetch thread fetches and decodes the next batch while this one is in the database
         # (the database waits release the GIL): fetch + decode overlap the transaction.
-        kafka = consumer._consumer
+        kafka = confluent_consumer(consumer)
         prefetch = _Prefetcher(kafka, broker_settings.BATCH_SIZE, broker_settings.BATCH_TIMEOUT_S, self.ignore_test)
         prefetch.start()
         try:
@@ -343,7 +343,7 @@ class ReliableHopskotchAlertStream(AlertStream):
                 last[(message.topic(), message.partition())] = message
         offsets = [TopicPartition(t, p, m.offset() + 1) for (t, p), m in last.items()]
         if offsets:
-            consumer._consumer.commit(offsets=offsets, asynchronous=False)
+            confluent_consumer(consumer).commit(offsets=offsets, asynchronous=False)
 
     def _count(self, results: list[IngestResult]) -> None:
         for result in results:
@@ -370,6 +370,15 @@ class _ConsumerConfig(adc_consumer.ConsumerConfig):
         config = super()._to_confluent_kafka()
         config.update(self.librdkafka)
         return config
+
+
+def confluent_consumer(consumer: adc_consumer.Consumer) -> Any:
+    """The ``confluent_kafka.Consumer`` inside an adc consumer: the one place that reaches for it.
+
+    adc-streaming 2.x keeps it as ``_consumer`` and offers no accessor; the stream needs it to fetch in
+    batches (``consume``) and to commit the offsets of a batch after the database commit.
+    """
+    return consumer._consumer
 
 
 def _open_consumer(
