@@ -88,6 +88,8 @@ def test_mmademo_once_twice_makes_the_target_its_request_and_nothing_more(kafka_
     output = mmademo()
     assert "demo complete" in output
     assert "candidate AT2017gfo: 25 points" in output
+    assert "GW event MS170817a (GW170817 replayed as a mock event from its real sky map)" in output
+    assert "26 on tom-mma.gw170817" not in output and "25 on tom-mma.gw170817.photometry" in output
     assert "observation request" in output and "on Simulated for AT2017gfo" in output
     target = Target.objects.get(name="AT2017gfo")
     assert PhotometryReducedDatum.objects.filter(target=target).count() == 25

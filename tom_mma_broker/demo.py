@@ -97,7 +97,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, poll: Callable[[],
 
 
 def pipeline_settled(message_ids: list[uuid.UUID]) -> bool:
-    """Every replay message archived, the outbox empty, and every derived alert received by the TOM."""
+    """Every replay message archived, the outbox empty, every derived alert received, every request made."""
     from tom_mma.models.derived import DerivedAlertRecord
 
     keys = [f"id:{i}" for i in message_ids]
@@ -111,7 +111,14 @@ def pipeline_settled(message_ids: list[uuid.UUID]) -> bool:
         return False
     sent = set(OutboxMessage.objects.values_list("alert_id", flat=True))
     received = set(DerivedAlertRecord.objects.filter(alert_id__in=sent).values_list("alert_id", flat=True))
-    return sent <= received
+    if not sent <= received:
+        return False
+    # what the stream handed to the background (eager mode) has run, and no request is still on its way
+    from tom_mma import deferred
+    from tom_mma.models import ObservationTrigger
+
+    waiting = (ObservationTrigger.Status.PENDING, ObservationTrigger.Status.SUBMITTING)
+    return deferred.drain(timeout=0) and not ObservationTrigger.objects.filter(status__in=waiting).exists()
 
 
 @dataclass
@@ -120,6 +127,8 @@ class DemoSummary:
 
     archived: int = 0
     quarantined: int = 0
+    #: archived messages per topic (the replay's sources, and the derived alerts that came back)
+    by_topic: dict[str, int] = field(default_factory=dict)
     candidates: list[dict] = field(default_factory=list)
     derived_alerts: int = 0
     targets: list[dict] = field(default_factory=list)
@@ -128,11 +137,19 @@ class DemoSummary:
 
     def lines(self) -> list[str]:
         """The summary, a line each, for the terminal."""
-        out = [f"archive: {self.archived} messages ({self.quarantined} quarantined)"]
+        topics = ", ".join(f"{n} on {topic}" for topic, n in sorted(self.by_topic.items()))
+        out = [f"archive: {self.archived} messages ({topics}; {self.quarantined} quarantined): the replay's "
+               "notice and photometry, and the derived alerts that came back on the results topic"]  # fmt: skip
         for e in self.events:
-            out.append(f"GW event {e['superevent_id']} ({e['kind']}, {e['state']}): {e['notices']} notice(s)")
+            mock = (
+                " (GW170817 replayed as a mock event from its real sky map)"
+                if e["superevent_id"] == "MS170817a"
+                else ""
+            )
+            out.append(f"GW event {e['superevent_id']}{mock}: {e['kind']}, {e['state']}, {e['notices']} notice(s)")
         for c in self.candidates:
-            out.append(f"candidate {c['name']}: {c['points']} points, {c['classifications']} classifications, "
+            out.append(f"candidate {c['name']}: {c['points']} points, {c['classifications']} classifications "
+                       f"(points that arrive together are scored together), "
                        f"latest kilonova score {c['latest_score']}")  # fmt: skip
         out.append(f"derived alerts published and received: {self.derived_alerts}")
         for t in self.targets:
@@ -145,6 +162,7 @@ class DemoSummary:
 
 def summary() -> DemoSummary:
     """Count what the pipeline produced."""
+    from django.db.models import Count
     from tom_dataproducts.models import PhotometryReducedDatum
     from tom_observations.models import ObservationRecord
 
@@ -154,6 +172,7 @@ def summary() -> DemoSummary:
     from .models import Candidate, QuarantinedAlert
 
     s = DemoSummary(archived=ArchivedAlert.objects.count(), quarantined=QuarantinedAlert.objects.count())
+    s.by_topic = dict(ArchivedAlert.objects.values_list("topic").annotate(n=Count("id")).values_list("topic", "n"))
     for event in GWEvent.objects.all():
         s.events.append({"superevent_id": event.superevent_id, "kind": event.kind, "state": event.state,
                          "notices": event.notices.count()})  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from django.core.management import call_command
@@ -40,6 +41,9 @@ class Command(ExampleCommand):
 
         speed = DEFAULT_SPEED if options["speed"] is None else options["speed"]
         out = self.stdout
+        if options["verbosity"] < 2:
+            # the story, not the logs: -v 2 shows every INFO line of the pipeline
+            logging.getLogger().setLevel(logging.WARNING)
         call_command("migrate", interactive=False, verbosity=0)
         embedded = embedded_broker()
         # the demo stops what it starts, and only that: a broker the user already runs stays up
