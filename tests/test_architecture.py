@@ -33,7 +33,7 @@ LAYER_MAP = [
     (r"^tom_mma\.(hopmessages|deferred)$", "base"),
     (r"^tom_mma(_broker)?\.schemas(\..*)?$", "base"),
     (r"^tom_mma_broker\.formats$", "base"),
-    (r"^tom_mma\.gw\.(skymaps|notices)$", "base"),
+    (r"^tom_mma\.gw\.(skymaps|notices|healpix)$", "base"),
     (r"^tom_mma_broker\.classifier\.(features|synthetic|datasets)$", "base"),
     (r"^tom_mma(_broker)?\.models(\..*)?$", "models"),
     (r"^tom_mma(_broker)?\.handlers(\..*)?$", "handlers"),

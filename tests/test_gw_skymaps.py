@@ -16,7 +16,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from tom_mma.gw import notices, skymaps
+from tom_mma.gw import healpix, notices, skymaps
 from tom_mma.gw.skymaps import MultiOrderSkyMap, SkyMapError, conditional_distance_moments, read_multiorder
 
 DATA = Path(__file__).parent / "data" / "lvk"
@@ -59,7 +59,7 @@ def _multiorder_fits(columns: dict[str, np.ndarray], **header) -> bytes:
 
 
 def test_doctests_of_pure_modules():
-    for module in (skymaps, notices):
+    for module in (healpix, notices):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__
         assert result.attempted > 0, module.__name__

@@ -17,9 +17,10 @@ from django.test import override_settings
 from tests import handlers
 from tests.conftest import child_env, publish_json, stream_config
 from tests.testapp.models import HandledMessage
+from tom_mma_broker.consumer import Backoff
 from tom_mma_broker.embedded import EmbeddedKafka, create_topics, free_port
 from tom_mma_broker.models import ArchivedAlert, QuarantinedAlert, TopicHealth
-from tom_mma_broker.streams import Backoff, ReliableHopskotchAlertStream
+from tom_mma_broker.streams import ReliableHopskotchAlertStream
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -220,10 +221,10 @@ def test_wildcard_topics_are_resolved_against_the_broker(kafka_broker):
 
 
 def test_consumer_takes_the_tuning_and_the_settings_librdkafka_config(settings, kafka_broker, topic):
-    from tom_mma_broker.streams import CONSUMER_TUNING, _open_consumer
+    from tom_mma_broker.consumer import CONSUMER_TUNING, open_consumer
 
     settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "CONSUMER_CONFIG": {"fetch.max.bytes": 1234567}}
-    consumer = _open_consumer(kafka_broker.url, [topic], "g-tuning", False, "EARLIEST", error_callback=print)
+    consumer = open_consumer(kafka_broker.url, [topic], "g-tuning", False, "EARLIEST", error_callback=print)
     try:
         config = consumer.conf._to_confluent_kafka()
         assert config["fetch.queue.backoff.ms"] == CONSUMER_TUNING["fetch.queue.backoff.ms"]
@@ -238,13 +239,14 @@ def test_consumer_takes_the_tuning_and_the_settings_librdkafka_config(settings, 
 def test_scram_credentials_reach_the_consumer_config():
     # SCiMMA's SASL/SCRAM server cannot run here (the embedded broker has no SASL): check the librdkafka
     # configuration the stream's consumer is built with, from the options a Hopskotch user gives
-    from tom_mma_broker.streams import CONSUMER_TUNING, ReliableHopskotchAlertStream, _ConsumerConfig
+    from tom_mma_broker.consumer import CONSUMER_TUNING, ConsumerConfig
+    from tom_mma_broker.streams import ReliableHopskotchAlertStream
 
     stream = ReliableHopskotchAlertStream(
         URL="kafka://kafka.scimma.org", USERNAME="tom-user", PASSWORD="s3cret", TOPIC_HANDLERS={"igwn.gwalert": None}
     )
     auth = stream.stream_auth()
-    config = _ConsumerConfig(
+    config = ConsumerConfig(
         broker_urls=["kafka.scimma.org:9092"], group_id="g", auth=auth, librdkafka=dict(CONSUMER_TUNING)
     )._to_confluent_kafka()
     assert config["sasl.username"] == "tom-user" and config["sasl.password"] == "s3cret"
@@ -268,14 +270,15 @@ def hop_credentials(tmp_path, monkeypatch):
 
 def test_hops_stored_credentials_are_used_when_none_are_configured(hop_credentials, caplog):
     # SCiMMA's SCRAM server cannot run here: the consumer configuration built for the stream is checked
-    from tom_mma_broker.streams import CONSUMER_TUNING, ReliableHopskotchAlertStream, _ConsumerConfig
+    from tom_mma_broker.consumer import CONSUMER_TUNING, ConsumerConfig
+    from tom_mma_broker.streams import ReliableHopskotchAlertStream
 
     stream = ReliableHopskotchAlertStream(
         URL="kafka://kafka.scimma.org", USERNAME="", PASSWORD="", TOPIC_HANDLERS={"igwn.gwalert": None}
     )
     with caplog.at_level("DEBUG"):
         auth = stream.stream_auth()
-    config = _ConsumerConfig(
+    config = ConsumerConfig(
         broker_urls=["kafka.scimma.org:9092"], group_id="g", auth=auth, librdkafka=dict(CONSUMER_TUNING)
     )._to_confluent_kafka()
     assert config["sasl.username"] == "guide-user" and config["sasl.password"] == "from-hop-auth-add"

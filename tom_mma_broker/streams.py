@@ -20,33 +20,27 @@ Put ``tom_mma_broker.streams.ReliableHopskotchAlertStream`` where tom-alertstrea
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import timedelta
 from typing import Any
 
-from adc import consumer as adc_consumer
-from adc.kafka import parse_kafka_url
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, InterfaceError, close_old_connections
 from django.utils.module_loading import import_string
 from tom_alertstreams.alertstreams.alertstream import AlertStream
 
 from tom_mma import deferred
-from tom_mma.hopmessages import header_value
 
 from .conf import broker_settings
+from .consumer import Backoff, Prefetcher, confluent_consumer, open_consumer
 from .embedded import EmbeddedBrokerError
-from .ingest import Envelope, HandlerMap, Ingestor, IngestResult, Outcome, record_stream_error
+from .ingest import HandlerMap, Ingestor, IngestResult, Outcome, record_stream_error
 from .kafka import check_broker_url, hop_auth, resolve_broker_url
 
-__all__ = ["ReliableHopskotchAlertStream", "Backoff", "BrokerLost"]
+__all__ = ["ReliableHopskotchAlertStream", "BrokerLost"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,41 +55,6 @@ class BrokerLost(ConnectionError):
 # failures of the broker, the database or the network: back off and reopen the stream. (A bad URL is refused
 # earlier, as ImproperlyConfigured, which is never retried; anything else is logged with its traceback.)
 _RECOVERABLE = (BrokerLost, EmbeddedBrokerError, DatabaseError, InterfaceError, OSError, KafkaException)
-
-
-class Backoff:
-    """Exponential backoff with full jitter: ``uniform(0, min(cap, base * 2**n))``.
-
-    Examples
-    --------
-    >>> b = Backoff(base=1.0, cap=8.0, rng=random.Random(0))
-    >>> [round(b.next(), 2) for _ in range(5)]
-    [0.84, 1.52, 1.68, 2.07, 4.09]
-    >>> b.reset(); b.attempt
-    0
-    """
-
-    def __init__(self, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None):
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def ceiling(self) -> float:
-        """The largest delay the next attempt may get."""
-        return min(self.cap, self.base * (2**self.attempt))
-
-    def next(self) -> float:
-        """The delay before the next attempt (and count it)."""
-        delay = self._rng.uniform(0, self.ceiling())
-        # never a tight loop: at least a tenth of the base
-        delay = max(delay, self.base / 10)
-        self.attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        """Start again from the first delay (after a success)."""
-        self.attempt = 0
 
 
 #: seconds a stopping stream waits for the work it deferred in eager mode (Celery's work is the worker's)
@@ -212,7 +171,7 @@ class ReliableHopskotchAlertStream(AlertStream):
         if not topics:
             raise BrokerLost(f"none of the topics {', '.join(wanted)} exists on {base}")
         self._broker_error = None
-        consumer = _open_consumer(
+        consumer = open_consumer(
             base, topics, self.group_id, auth, self.start_position, error_callback=self._on_kafka_error
         )
         return consumer, topics
@@ -297,11 +256,11 @@ class ReliableHopskotchAlertStream(AlertStream):
         self, consumer: Any, ingestor: Ingestor, backoff: Backoff, max_messages: int | None, idle_timeout: float | None
     ) -> bool:
         # batches of database work come straight from the adc consumer's confluent_kafka.Consumer
-        # (see _open_consumer), not one message at a time as hop's read() would give them.
+        # (see open_consumer), not one message at a time as hop's read() would give them.
         # A prefetch thread fetches and decodes the next batch while this one is in the database
         # (the database waits release the GIL): fetch + decode overlap the transaction.
         kafka = confluent_consumer(consumer)
-        prefetch = _Prefetcher(kafka, broker_settings.BATCH_SIZE, broker_settings.BATCH_TIMEOUT_S, self.ignore_test)
+        prefetch = Prefetcher(kafka, broker_settings.BATCH_SIZE, broker_settings.BATCH_TIMEOUT_S, self.ignore_test)
         prefetch.start()
         try:
             last_message = last_check = time.monotonic()
@@ -350,123 +309,3 @@ class ReliableHopskotchAlertStream(AlertStream):
             self.stats[result.outcome.value] += 1
             if result.outcome is Outcome.QUARANTINED:
                 logger.warning("alert %s quarantined: %s", result.envelope.key, result.reason)
-
-
-# librdkafka settings adc does not expose. fetch.queue.backoff.ms: once its local queue holds
-# queued.min.messages (adc sets 1,000) or ~64 MB, librdkafka waits this long before fetching again
-# (default 1,000 ms). With ~64 KB alerts the queue fills after ~1,000 messages and the consumer then
-# starves for a second while the database works through them: measured here, 1,367/s -> 1,932/s
-# for 3,000 ZTF alerts with 0.25 s of work per batch of 500 (librdkafka 2.16).
-CONSUMER_TUNING: dict[str, Any] = {"fetch.queue.backoff.ms": 10}
-
-
-@dataclasses.dataclass
-class _ConsumerConfig(adc_consumer.ConsumerConfig):
-    """adc's consumer configuration plus librdkafka settings that it does not expose."""
-
-    librdkafka: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def _to_confluent_kafka(self) -> dict[str, Any]:
-        config = super()._to_confluent_kafka()
-        config.update(self.librdkafka)
-        return config
-
-
-def confluent_consumer(consumer: adc_consumer.Consumer) -> Any:
-    """The ``confluent_kafka.Consumer`` inside an adc consumer: the one place that reaches for it.
-
-    adc-streaming 2.x keeps it as ``_consumer`` and offers no accessor; the stream needs it to fetch in
-    batches (``consume``) and to commit the offsets of a batch after the database commit.
-    """
-    return consumer._consumer
-
-
-def _open_consumer(
-    base_url: str, topics: list[str], group_id: str, auth: Any, start_position: str, error_callback: Callable
-) -> adc_consumer.Consumer:
-    """An adc consumer of ``topics`` (every partition assigned to it, resuming at the group's offsets).
-
-    hop's ``Stream.open`` builds the same consumer but cannot pass librdkafka settings; this one adds
-    :data:`CONSUMER_TUNING` and ``TOM_MMA_BROKER['CONSUMER_CONFIG']``. Offsets are never stored
-    automatically (adc sets ``enable.auto.offset.store`` off): the stream commits them itself, after
-    the database commit.
-    """
-    _, brokers, _ = parse_kafka_url(f"{base_url}/{','.join(topics)}")
-    config = _ConsumerConfig(
-        broker_urls=brokers,
-        group_id=group_id,
-        read_forever=True,
-        start_at=adc_consumer.ConsumerDefaultPosition[start_position],
-        auth=auth or None,
-        error_callback=error_callback,
-        # a lost broker: librdkafka reconnects quickly; the stream watches for it and backs off itself
-        reconnect_max_time=timedelta(seconds=5),
-        librdkafka={**CONSUMER_TUNING, **(broker_settings.CONSUMER_CONFIG or {})},
-    )
-    consumer = adc_consumer.Consumer(config)
-    try:
-        consumer.subscribe(topics)
-    except Exception:
-        consumer.close()
-        raise
-    return consumer
-
-
-class _Prefetcher(threading.Thread):
-    """Fetch batches from Kafka and decode them, one or two batches ahead of the database."""
-
-    def __init__(self, kafka: Any, batch_size: int, batch_timeout: float, ignore_test: bool) -> None:
-        super().__init__(name="tom-mma-prefetch", daemon=True)
-        self.kafka = kafka
-        self.batch_size = batch_size
-        self.batch_timeout = batch_timeout
-        self.ignore_test = ignore_test
-        self.queue: queue.Queue = queue.Queue(maxsize=2)
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            try:
-                item: Any = self._fetch()
-            except Exception as exc:  # handed to the consuming thread, which decides
-                item = exc
-            while not self._halt.is_set():
-                try:
-                    self.queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if isinstance(item, Exception):
-                return
-
-    def _fetch(self) -> tuple[list, list[Envelope]] | None:
-        messages = self.kafka.consume(self.batch_size, self.batch_timeout)
-        if not messages:
-            return None
-        envelopes = []
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(error)
-            envelope = Envelope.from_kafka(message)
-            # a test message is archived (every message is accounted for), its handler not run
-            envelope.test = self.ignore_test and header_value(message.headers(), "_test") is not None
-            envelope.predecode()
-            envelopes.append(envelope)
-        return messages, envelopes
-
-    def next_batch(self) -> tuple[list, list[Envelope]] | None:
-        """The next batch, None when Kafka had nothing; re-raises what the fetch raised."""
-        try:
-            item = self.queue.get(timeout=max(self.batch_timeout * 2, 0.2))
-        except queue.Empty:
-            return None
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    def halt(self) -> None:
-        self._halt.set()
-        self.join(timeout=5)
