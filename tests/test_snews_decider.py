@@ -303,3 +303,13 @@ def test_the_snews_data_formats_mock_scenarios():
     assert results["same-detector-submits-within-1sec"] == [[], []]
     last = results["msg-at-10-19-21-22-20-29-18-seconds"]
     assert sum(len(step) for step in last) >= 5
+
+
+def test_a_sub_group_keeps_its_group_id_through_updates_and_retractions():
+    d = Decider()
+    retraction = {"tier": "Retraction", "detector_name": "C", "retract_latest_n": 1, "uuid": "r"}
+    out = run(d, msg("A", 0), msg("B", 2), msg("B", 3, n=1), msg("C", 4), retraction)
+    ids = {a.group_id for decision in out for a in decision.alerts}
+    assert len(ids) == 1 and ids != {""}
+    again = run(Decider(), msg("A", 0, n=9), msg("B", 2))  # another coincidence: another id
+    assert again[1].alerts[0].group_id not in ids

@@ -71,6 +71,8 @@ class CoincidenceAlert:
     sent_time: str
     message_uids: tuple[str, ...]
     trigger_uid: str
+    #: names the sub-group through its updates and retractions (a sub-list number is reused once freed)
+    group_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The alert as published (JSON-able)."""
@@ -126,6 +128,11 @@ class _Lane:
     entries: dict[str, _Entry] = field(default_factory=dict)
     groups: dict[int, list[str]] = field(default_factory=dict)
     counts: dict[int, int] = field(default_factory=dict)
+    ids: dict[int, str] = field(default_factory=dict)
+
+    def open(self, tag: int, members: list[str], creator: str) -> None:
+        self.groups[tag] = members
+        self.ids[tag] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"tom-mma:snews:group:{creator}:{tag}"))
 
     def by_detector(self, detector: str) -> list[_Entry]:
         return [e for e in self.entries.values() if e.detector == detector]
@@ -147,6 +154,7 @@ class _Lane:
             else:
                 del self.groups[tag]
                 self.counts.pop(tag, None)
+                self.ids.pop(tag, None)
 
 
 class Decider:
@@ -246,7 +254,7 @@ class Decider:
             action = self._update(lane, entry, states)
         elif not lane.entries:
             lane.entries[entry.uid] = entry
-            lane.groups[0] = [entry.uid]
+            lane.open(0, [entry.uid], entry.uid)
             states[0] = "INITIAL"
             action = "initial"
         else:
@@ -288,16 +296,13 @@ class Decider:
         post = lane.sort([*post, entry.uid])
         tag = len(lane.groups)  # snews-cs numbers new groups by the count of groups (see _organize)
         if early == post:
-            self._organize(lane, tag, post, states)
+            self._organize(lane, tag, post, states, entry.uid)
         else:
-            self._organize(lane, tag + 1, post, states)
-            self._organize(lane, tag, early, states)
-        if not any(entry.uid in members for members in lane.groups.values()):  # cannot happen; be safe
-            lane.groups[tag] = [entry.uid]
-            states[tag] = None
+            self._organize(lane, tag + 1, post, states, entry.uid)
+            self._organize(lane, tag, early, states, entry.uid)
         return "new sub-group"
 
-    def _organize(self, lane: _Lane, tag: int, members: list[str], states: dict[int, str | None]) -> None:
+    def _organize(self, lane: _Lane, tag: int, members: list[str], states: dict[int, str | None], creator: str) -> None:
         """Add a new sub-group unless it repeats an existing one."""
         cached = {u for group in lane.groups.values() for u in group}
         if len(members) == 1 and members[0] in cached:
@@ -306,7 +311,7 @@ class Decider:
             return
         if tag in lane.groups:  # snews-cs would merge the new group into the one of that number
             tag = max(lane.groups) + 1
-        lane.groups[tag] = members
+        lane.open(tag, members, creator)
         states[tag] = "COINC_MSG_STAGGERED" if len(members) > 1 else None
 
     def _update(self, lane: _Lane, entry: _Entry, states: dict[int, str | None]) -> str:
@@ -409,6 +414,7 @@ class Decider:
             sent_time=sent,
             message_uids=tuple(e.uid for e in members),
             trigger_uid=trigger,
+            group_id=lane.ids.get(tag, ""),
         )
 
     # -- state ----------------------------------------------------------------------------------
@@ -425,6 +431,7 @@ class Decider:
                     "entries": [asdict(e) for e in lane.entries.values()],
                     "groups": {str(tag): list(members) for tag, members in lane.groups.items()},
                     "counts": {str(tag): n for tag, n in lane.counts.items()},
+                    "ids": {str(tag): i for tag, i in lane.ids.items()},
                 }
                 for name, lane in self.lanes.items()
             },
@@ -444,6 +451,7 @@ class Decider:
             lane.entries = {e["uid"]: _Entry(**e) for e in data["entries"]}
             lane.groups = {int(tag): list(members) for tag, members in data["groups"].items()}
             lane.counts = {int(tag): n for tag, n in data["counts"].items()}
+            lane.ids = {int(tag): i for tag, i in data.get("ids", {}).items()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], **settings: Any) -> Decider:
