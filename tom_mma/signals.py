@@ -20,12 +20,20 @@ gw_event_retracted
     a retraction message (the broker's job). ``sender``: :class:`tom_mma.models.GWEvent`; keyword arguments:
     ``event``, ``notice`` (the retraction ``EventNotice``), ``never_live`` (True when the event was never
     seen before its retraction).
+transient_event_changed
+    A GRB, X-ray or neutrino event (:class:`tom_mma.models.TransientEvent`) was created, updated or retracted
+    by a notice. ``sender``: ``TransientEvent``; keyword arguments: ``event_pk``, ``outcome``.
+events_linked
+    The linker associated two events (or changed the association's score). ``sender``:
+    :class:`tom_mma.models.EventLink`; keyword arguments: ``link`` (the ``EventLink``), ``created``.
 """
 
 from django.dispatch import Signal
 
-__all__ = ["gw_event_retracted", "gw_notice_received", "gw_skymap_updated"]
+__all__ = ["events_linked", "gw_event_retracted", "gw_notice_received", "gw_skymap_updated", "transient_event_changed"]
 
 gw_notice_received = Signal()
 gw_skymap_updated = Signal()
 gw_event_retracted = Signal()
+transient_event_changed = Signal()
+events_linked = Signal()
