@@ -15,6 +15,9 @@ class TomMmaConfig(AppConfig):
         from .gw import receivers
 
         receivers.connect()  # new Targets are ranked against active GW events
+        from . import linking
+
+        linking.connect()  # GW notices are linked to GRB and neutrino events
 
     def include_url_paths(self) -> list:
         """tomtoolkit integration: the GW event pages under ``/gw/``."""

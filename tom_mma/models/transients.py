@@ -100,6 +100,7 @@ class EventLink(models.Model):
     basis = models.CharField(max_length=16, choices=Basis.choices)
     dt = models.FloatField(help_text="seconds from the first event (GW or transient) to the second")
     score = models.FloatField(null=True, blank=True, help_text="joint sky-overlap probability (where localized)")
+    overlap = models.FloatField(null=True, blank=True, help_text="sky-map overlap integral (1: unrelated)")
     created = models.DateTimeField(auto_now_add=True)
     modified = models.DateTimeField(auto_now=True)
 

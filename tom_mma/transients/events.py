@@ -94,6 +94,9 @@ def ingest_transient_notice(notice: ParsedNotice) -> TransientResult:
             alert_time=notice.alert_time,
             content=dict(notice.content),
         )
+        from ..linking import link_transient
+
+        link_transient(event.pk)  # in this transaction: a notice is never stored without its links
         transaction.on_commit(lambda: _changed(event.pk, outcome), robust=True)
     logger.info("%s %s: %s (%s notice)", notice.source, notice.event_id, outcome, notice.alert_type)
     return TransientResult(outcome, event.pk)

@@ -64,7 +64,7 @@ _SCHEMA_PATHS = {
 }
 ALERT_TYPES = ("initial", "subsequent", "update", "retraction")
 _TEST_TENSES = {"test", "injection", "commanded", "planned"}
-_SUPEREVENT = re.compile(r"^[SMT]\d{6}[a-z]{1,3}$")
+_SUPEREVENT = re.compile(r"^[MT]?S\d{6}[a-z]{1,3}$")
 _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]00:?00)?$")
 
 
