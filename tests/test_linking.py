@@ -89,3 +89,31 @@ def test_two_transients_close_in_time_are_linked_and_a_retraction_unlinks():
     ingest_transient_notice(parse_notice(retraction))
     assert TransientEvent.objects.get(source="swift-bat-guano").state == "retracted"
     assert not EventLink.objects.exists()
+
+
+def test_a_link_is_queued_once_as_a_derived_alert(gw170817):
+    import json as _json
+
+    from tom_mma_broker.models import OutboxMessage
+
+    ingest_transient_notice(parse_notice(build_grb_notice()))
+    (row,) = OutboxMessage.objects.filter(kind="link")
+    alert = _json.loads(bytes(row.payload))
+    assert row.topic == "tom-mma.links" and alert["schema"] == "tom-mma/link-alert/v1"
+    assert alert["first"]["id"] == "MS170817a" and alert["second"]["name"] == "bn170817529"
+    assert alert["dt_s"] == pytest.approx(2.026, abs=1e-3)
+    from tom_mma.linking import link_gw_event
+
+    link_gw_event(gw170817.pk)  # nothing changed: no second alert
+    assert OutboxMessage.objects.filter(kind="link").count() == 1
+
+
+def test_the_replay_can_send_grb170817a_too():
+    from tom_mma_broker.gw170817 import replay_messages
+
+    plain, with_grb = replay_messages(), replay_messages(grb=True)
+    assert len(with_grb) == len(plain) + 1
+    (grb,) = [m for m in with_grb if m.stream == "grb"]
+    assert grb.format == "json" and grb.content["trigger_time"] == "2017-08-17T12:41:06.47Z"
+    assert dict(grb.headers)["x-tom-mma-replay"] == b"GW170817"
+    assert [m.stream for m in with_grb[:3]] == ["grb", "gw", "gw"]

@@ -61,6 +61,8 @@ DEFAULTS = {
     "SNEWS_TEST_ALERT_TOPIC": "tom-mma.snews.alert-test",
     "SNEWS_FIREDRILL_ALERT_TOPIC": "tom-mma.snews.alert-firedrill",
     "SNEWS_NO_COINCIDENCE_TOPIC": "tom-mma.snews.no-coincidence",
+    # Where a multi-messenger link (tom_mma.linking) is published as a derived alert ("" for none).
+    "LINK_ALERT_TOPIC": "tom-mma.links",
 }
 
 broker_settings = AppSettings("TOM_MMA_BROKER", DEFAULTS)

@@ -30,7 +30,11 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_HEADER = "x-tom-mma-schema"
 # the schema header of outbox rows by kind (derived alerts for the rest)
-_SCHEMAS = {"snews-alert": b"tom-mma/snews-alert/v1", "snews-nocoinc": b"tom-mma/snews-no-coincidence/v1"}
+_SCHEMAS = {
+    "snews-alert": b"tom-mma/snews-alert/v1",
+    "snews-nocoinc": b"tom-mma/snews-no-coincidence/v1",
+    "link": b"tom-mma/link-alert/v1",
+}
 
 
 class PublishIncomplete(RuntimeError):

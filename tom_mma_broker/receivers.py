@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["connect", "on_gw_event_retracted", "on_gw_notice_received"]
+__all__ = ["connect", "on_events_linked", "on_gw_event_retracted", "on_gw_notice_received"]
 
 
 def _follow_with_retractions(event: Any) -> None:
@@ -33,9 +33,17 @@ def on_gw_notice_received(sender: Any, notice: Any, event: Any, **kwargs: Any) -
     _follow_with_retractions(event)
 
 
+def on_events_linked(sender: Any, link: Any, created: bool, **kwargs: Any) -> None:
+    """A multi-messenger link was made or rescored: publish it as a derived alert (:mod:`.links`)."""
+    from .links import queue_link_alert
+
+    queue_link_alert(link)
+
+
 def connect() -> None:
     """Connect the receivers (idempotent)."""
-    from tom_mma.signals import gw_event_retracted, gw_notice_received
+    from tom_mma.signals import events_linked, gw_event_retracted, gw_notice_received
 
+    events_linked.connect(on_events_linked, dispatch_uid="tom_mma_broker.links")
     gw_event_retracted.connect(on_gw_event_retracted, dispatch_uid="tom_mma_broker.retractions")
     gw_notice_received.connect(on_gw_notice_received, dispatch_uid="tom_mma_broker.retracted_notices")

@@ -37,7 +37,7 @@ class TransientEvent(models.Model):
     dec = models.FloatField(null=True, blank=True, help_text="deg (ICRS)")
     error_radius = models.FloatField(null=True, blank=True, help_text="deg: radius of the error circle")
     containment = models.FloatField(null=True, blank=True, help_text="probability inside the error circle")
-    healpix_url = models.URLField(max_length=500, blank=True, help_text="the source's HEALPix map (not fetched)")
+    healpix_url = models.CharField(max_length=500, blank=True, help_text="the source's HEALPix map URL (not fetched)")
     healpix = models.BinaryField(null=True, blank=True, help_text="a HEALPix map the notice carried")
     superevent_id = models.CharField(max_length=32, blank=True, db_index=True, help_text="the GW event it names")
     far = models.FloatField(null=True, blank=True, help_text="false alarm rate (Hz), where the source gives one")

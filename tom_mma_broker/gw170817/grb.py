@@ -4,17 +4,19 @@ Fermi GBM triggered at 2017-08-17 12:41:06.47 UTC (trigger 524666471, bn17081752
 GW170817 merger time (the burst began 1.7 s after it). The on-ground localization was RA 176.8°, Dec -39.8°
 with a statistical uncertainty of 11.6° (1σ); the burst was short (GCN Circulars 21505, 21506, 21520;
 Goldstein et al. 2017, ApJL 848, L14). The notice follows GCN's Fermi GBM trigger schema
-(``gcn.notices.fermi.gbm``); ``additional_info`` and ``alert_tense: archival`` mark it as a replay.
+(``gcn.notices.fermi.gbm``); ``additional_info`` and ``alert_tense: archival`` mark it as a replay, and its
+``alert_datetime`` is the replay's (a minute after the trigger).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GRB_TRIGGER_TIME", "GRB_TOPIC", "build_grb_notice"]
+__all__ = ["GRB_TRIGGER_TIME", "GRB_TOPIC", "GRB_SCHEMA_ID", "build_grb_notice"]
 
 GRB_TRIGGER_TIME = "2017-08-17T12:41:06.47Z"
 GRB_TOPIC = "tom-mma.gw170817.fermi-gbm"
+GRB_SCHEMA_ID = "gcn/notices/fermi/gbm/trigger"
 
 
 def build_grb_notice() -> dict[str, Any]:
@@ -35,7 +37,8 @@ def build_grb_notice() -> dict[str, Any]:
         "record_number": 1,
         "alert_type": "initial",
         "alert_tense": "archival",
-        "alert_datetime": "2017-08-17T13:21:42Z",
+        # the replay's choice (a minute after the trigger), not the time of a historical notice
+        "alert_datetime": "2017-08-17T12:42:06Z",
         "trigger_time": GRB_TRIGGER_TIME,
         "subtype": "GROUND_POSITION",
         "ra": 176.8,
