@@ -63,6 +63,8 @@ DEFAULTS = {
     "SNEWS_NO_COINCIDENCE_TOPIC": "tom-mma.snews.no-coincidence",
     # Where a multi-messenger link (tom_mma.linking) is published as a derived alert ("" for none).
     "LINK_ALERT_TOPIC": "tom-mma.links",
+    # GraceDB, for `ingestsuperevent` backfills (its public API).
+    "GRACEDB_URL": "https://gracedb.ligo.org",
 }
 
 broker_settings = AppSettings("TOM_MMA_BROKER", DEFAULTS)
