@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from typing import Any
 
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 
 from ..conf import broker_settings
 from ..models import OutboxMessage, SnewsDeciderState
@@ -30,8 +31,8 @@ logger = logging.getLogger(__name__)
 
 OUTBOX_KINDS = {"alert": "snews-alert", "no_coincidence": "snews-nocoinc"}
 
-# process-local: (pid, revision) -> the decider in the state of that revision
-_cached: dict[str, Any] = {}
+# process-local: (pid, decider name) -> (the decider this process last wrote, the revision it wrote)
+_cached: dict[tuple[int, str], tuple[Decider, uuid.UUID]] = {}
 
 
 def decider_from_settings() -> Decider:
@@ -59,18 +60,29 @@ def reset_cache() -> None:
     _cached.clear()
 
 
-def _decider_for(row: SnewsDeciderState) -> Decider:
-    cached = _cached.get("decider")
-    if cached is not None and _cached.get("key") == (os.getpid(), str(row.revision)):
-        return cached
+def _load(name: str) -> tuple[Decider, uuid.UUID]:
+    """The decider as the database holds it (the row locked until the transaction ends), and its revision."""
+    row, _ = SnewsDeciderState.objects.select_for_update().get_or_create(name=name)
     decider = decider_from_settings()
     if row.state:
         decider.load_state(row.state)
-    return decider
+    return decider, row.revision
+
+
+def _write(name: str, revision: uuid.UUID, decider: Decider, written: uuid.UUID) -> bool:
+    """Write the decider's state over the revision it was read at; False when the row holds another one."""
+    rows = SnewsDeciderState.objects.filter(name=name, revision=revision)
+    now = timezone.now()
+    return bool(rows.update(state=decider.to_state(), revision=written, messages=F("messages") + 1, updated=now))
 
 
 def decide(message: ObservationMessage, arrival_ns: int | None = None, name: str = "default") -> Decision:
     """Run ``message`` through the decider, keep its new state and queue its alerts (one transaction).
+
+    The process keeps the decider it last wrote, with the revision it wrote: the state is written by an
+    ``UPDATE ... WHERE revision = <that revision>``, which finds no row when the cached decider is stale (its
+    write was rolled back, or another process wrote since): then the decider is loaded from the database (row
+    locked) and the message taken again from there.
 
     Parameters
     ----------
@@ -86,18 +98,19 @@ def decide(message: ObservationMessage, arrival_ns: int | None = None, name: str
     Decision
         What the message did, and the alerts queued.
     """
+    key = (os.getpid(), name)
     with transaction.atomic():
-        row, _ = SnewsDeciderState.objects.select_for_update().get_or_create(name=name)
-        decider = _decider_for(row)
-        _cached.clear()  # the decider is changed below: stale until its new state is written
+        cached = _cached.pop(key, None)  # stale until its new state is written below
+        decider, revision = cached if cached is not None else _load(name)
         decision = decider.process(message, arrival_ns)
-        row.state = decider.to_state()
-        row.revision = uuid.uuid4()
-        row.messages += 1
-        row.save(update_fields=["state", "revision", "messages", "updated"])
+        written = uuid.uuid4()
+        if not _write(name, revision, decider, written):
+            decider, revision = _load(name)
+            decision = decider.process(message, arrival_ns)
+            _write(name, revision, decider, written)
         _queue(decision)
-    _cached.update(decider=decider, key=(os.getpid(), str(row.revision)))
-    for alert in decision.alerts:
+    _cached[key] = (decider, written)
+    for alert in decision.alerts if logger.isEnabledFor(logging.INFO) else ():
         logger.info(
             "SNEWS %s: %s sub-group %d %s (message %s)",
             alert.lane,
@@ -121,10 +134,7 @@ def _queue(decision: Decision) -> int:
         nc = decision.no_coincidence
         rows.append(OutboxMessage(alert_id=uuid.UUID(nc.alert_id), topic=broker_settings.SNEWS_NO_COINCIDENCE_TOPIC,
                                   kind=OUTBOX_KINDS["no_coincidence"], payload=orjson.dumps(nc.to_dict())))  # fmt: skip
-    if not rows:
-        return 0
-    ids = [r.alert_id for r in rows]
-    known = set(OutboxMessage.objects.filter(alert_id__in=ids).values_list("alert_id", flat=True))
-    fresh = [r for r in rows if r.alert_id not in known]
-    OutboxMessage.objects.bulk_create(fresh)
-    return len(fresh)
+    if rows:
+        # one row per alert id (unique): a message handled again queues nothing twice
+        OutboxMessage.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
