@@ -117,3 +117,15 @@ def test_the_replay_can_send_grb170817a_too():
     assert grb.format == "json" and grb.content["trigger_time"] == "2017-08-17T12:41:06.47Z"
     assert dict(grb.headers)["x-tom-mma-replay"] == b"GW170817"
     assert [m.stream for m in with_grb[:3]] == ["grb", "gw", "gw"]
+
+
+@pytest.mark.urls("tests.test_gw_views")
+def test_a_link_shows_on_both_events_pages(gw170817, client):
+    from django.contrib.auth.models import User
+
+    result = ingest_transient_notice(parse_notice(build_grb_notice()))
+    client.force_login(User.objects.create_user("astronomer"))
+    gw_page = client.get(f"/gw/{gw170817.superevent_id}/").content.decode()
+    assert "Multi-messenger links" in gw_page and "bn170817529" in gw_page and "Δt 2.03 s" in gw_page
+    grb_page = client.get(f"/gw/transients/{result.event_pk}/").content.decode()
+    assert "MS170817a" in grb_page and "Δt 2.03 s" in grb_page and "RA 176.8000°" in grb_page

@@ -70,6 +70,7 @@ class EventDetailView(DetailView):
             candidate_count=candidates.count(),
             inside_90=candidates.filter(credible_level__lte=0.9).count(),
             observations=EventObservation.objects.filter(event=event).select_related("observation_record"),
+            links=event.links.select_related("second"),
         )
         return context
 
