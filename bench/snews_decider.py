@@ -2,7 +2,8 @@
 
 One process: the embedded Kafka broker, the reliable stream (``ReliableHopskotchAlertStream`` with the SNEWS
 handler: archive, decider state written, alerts queued in the outbox, all in the batch transaction), the
-outbox publisher (Celery eager: it runs on the stream's commit), and a consumer of the coincidence topic.
+outbox publisher (in a thread of its own, woken by the stream's commit, as a Celery worker would run it), and
+a consumer of the coincidence topic.
 Messages are published at ``--rate`` per second from ``--detectors`` detectors, their neutrino times within
 5 s of each other: after the first, every message joins or updates the one coincidence (SNEWS allows one
 message per detector in the cache), so every message makes an alert. Latency: from the moment a message was
@@ -113,6 +114,26 @@ def run(args, settings) -> dict:
         received: dict[str, float] = {}
         stop = threading.Event()
 
+        # the outbox publisher in its own thread, as a Celery worker runs it beside readstreams (in the stream's
+        # thread, each batch would wait for the broker's acknowledgement before the next is read)
+        from tom_mma_broker import publishing
+        from tom_mma_broker.snews import handlers as snews_handlers
+
+        wake = threading.Event()
+        snews_handlers._publish_soon = wake.set
+
+        def publisher() -> None:
+            from django.db import close_old_connections
+
+            while not stop.is_set():
+                if wake.wait(0.05):
+                    wake.clear()
+                    while publishing.publish_pending(limit=1000):
+                        pass
+            close_old_connections()
+
+        threading.Thread(target=publisher, daemon=True).start()
+
         def consume_alerts() -> None:
             consumer = Consumer({"bootstrap.servers": info.bootstrap, "group.id": f"a-{suffix}",
                                  "fetch.wait.max.ms": 5, "fetch.queue.backoff.ms": 1})  # fmt: skip
@@ -130,6 +151,7 @@ def run(args, settings) -> dict:
         time.sleep(2.0)  # the stream's first open (topic listing, consumer join) is not part of the figures
 
         sent: dict[str, float] = {}
+        sent_wall: dict[str, float] = {}
         base = "2030-01-01T00:00:00"
         start = time.monotonic()
         with open_producer(info.url, topics["obs"], idempotent=False) as producer:
@@ -144,6 +166,7 @@ def run(args, settings) -> dict:
                         "uuid": uid}  # fmt: skip
                 _, headers = hop_headers("json")
                 sent[uid] = time.monotonic()
+                sent_wall[uid] = time.time()
                 producer.write_raw(json.dumps(body).encode(), headers, topic=topics["obs"])
             producer.flush()
         published = time.monotonic()
@@ -155,6 +178,16 @@ def run(args, settings) -> dict:
             time.sleep(0.05)
         stop.set()
         latencies = [received[u] - sent[u] for u in received if u in sent]
+        # the stages, from the outbox rows' own timestamps (wall clock): queued in the batch transaction, and
+        # acknowledged by the broker
+        queued, acked = [], []
+        for payload, created, sent_at in OutboxMessage.objects.filter(kind="snews-alert").values_list(
+            "payload", "created", "sent_at"
+        ):
+            uid = json.loads(bytes(payload))["trigger_uid"]
+            if uid in sent_wall and sent_at is not None:
+                queued.append(created.timestamp() - sent_wall[uid])
+                acked.append(sent_at.timestamp() - created.timestamp())
         return {
             "bench": "snews_decider",
             "database": "postgresql" if args.postgres else "sqlite",
@@ -169,6 +202,10 @@ def run(args, settings) -> dict:
             "p50_s": round(percentile(latencies, 0.5), 4),
             "p99_s": round(percentile(latencies, 0.99), 4),
             "max_s": round(max(latencies), 4) if latencies else None,
+            "to_outbox_p50_s": round(percentile(queued, 0.5), 4),
+            "to_outbox_p99_s": round(percentile(queued, 0.99), 4),
+            "outbox_to_ack_p50_s": round(percentile(acked, 0.5), 4),
+            "outbox_to_ack_p99_s": round(percentile(acked, 0.99), 4),
             "goal_p99_s": 0.05,
             "completed": len(latencies) == expected and stream.stats.get("handled", 0) == n,
         }

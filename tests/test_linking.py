@@ -129,3 +129,21 @@ def test_a_link_shows_on_both_events_pages(gw170817, client):
     assert "Multi-messenger links" in gw_page and "bn170817529" in gw_page and "Δt 2.03 s" in gw_page
     grb_page = client.get(f"/gw/transients/{result.event_pk}/").content.decode()
     assert "MS170817a" in grb_page and "Δt 2.03 s" in grb_page and "RA 176.8000°" in grb_page
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ({"LINK_GW_WINDOWS_S": {"gamma": [5, -1]}}, "LINK_GW_WINDOWS_S']['gamma'] must be [low, high]"),
+        ({"LINK_GW_WINDOWS_S": {"gamma": [0]}}, "must be [low, high]"),
+        ({"LINK_GW_WINDOWS_S": [1, 2]}, "must map sources or messengers"),
+        ({"LINK_TRANSIENT_WINDOW_S": -1}, "LINK_TRANSIENT_WINDOW_S'] must be a non-negative"),
+    ],
+)
+def test_check_e070_refuses_bad_link_windows(settings, override, fragment):
+    from tom_mma.checks_linking import check_link_windows
+
+    assert check_link_windows() == []
+    settings.TOM_MMA = override
+    (error,) = check_link_windows()
+    assert error.id == "tom_mma.E070" and fragment in error.msg

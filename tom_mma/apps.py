@@ -11,7 +11,10 @@ class TomMmaConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            checks_linking,  # noqa: F401  (registers the linker's settings check)
+        )
         from .gw import receivers
 
         receivers.connect()  # new Targets are ranked against active GW events
