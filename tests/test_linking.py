@@ -123,10 +123,16 @@ def test_the_replay_can_send_grb170817a_too():
 def test_a_link_shows_on_both_events_pages(gw170817, client):
     from django.contrib.auth.models import User
 
+    from tom_targets.models import Target
+
+    for name, ra, dec in [("near-ngc4993", 197.45, -23.38), ("north-of-it", 197.0, -19.0)]:
+        Target.objects.create(name=name, type="SIDEREAL", ra=ra, dec=dec, permissions="PUBLIC")
     result = ingest_transient_notice(parse_notice(build_grb_notice()))
     client.force_login(User.objects.create_user("astronomer"))
     gw_page = client.get(f"/gw/{gw170817.superevent_id}/").content.decode()
     assert "Multi-messenger links" in gw_page and "bn170817529" in gw_page and "Δt 2.03 s" in gw_page
+    joint = gw_page.split("Candidates by the joint localization")[1].split("<h4>")[0]
+    assert "near-ngc4993" in joint and "north-of-it" in joint
     grb_page = client.get(f"/gw/transients/{result.event_pk}/").content.decode()
     assert "MS170817a" in grb_page and "Δt 2.03 s" in grb_page and "RA 176.8000°" in grb_page
 

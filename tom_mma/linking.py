@@ -39,6 +39,7 @@ __all__ = [
     "connect",
     "gw_window",
     "link_gw_event",
+    "joint_ranking",
     "link_transient",
 ]
 
@@ -259,3 +260,45 @@ def connect() -> None:
 
     gw_notice_received.connect(on_gw_changed, dispatch_uid="tom_mma.linking.notice")
     gw_skymap_updated.connect(on_gw_changed, dispatch_uid="tom_mma.linking.skymap")
+
+
+def joint_ranking(candidates: Iterable, transient: TransientEvent) -> list[tuple[object, float]]:
+    """GW candidates re-ranked by the joint localization with a linked transient's error circle.
+
+    Each candidate's GW probability density is multiplied by the circle's density at its position (a 2-D
+    Gaussian of the circle's radius and containment, per steradian); the order is by that product, highest
+    first. Candidates without a position in the circle's reach keep a product near 0.
+
+    Parameters
+    ----------
+    candidates : iterable
+        Objects with ``probdensity`` and ``target.ra``/``target.dec`` (:class:`tom_mma.models.EventCandidate`).
+    transient : TransientEvent
+        A localized transient (``ra``, ``dec``, ``error_radius``).
+
+    Returns
+    -------
+    list of (candidate, joint density)
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as N
+    >>> grb = TransientEvent(ra=10.0, dec=0.0, error_radius=2.0, containment=0.68)
+    >>> near = N(probdensity=1.0, target=N(ra=10.5, dec=0.0))
+    >>> denser_but_far = N(probdensity=3.0, target=N(ra=20.0, dec=0.0))
+    >>> [c is near for c, _ in joint_ranking([denser_but_far, near], grb)]
+    [True, False]
+    """
+    if not transient.is_localized:
+        raise ValueError("the transient has no error circle")
+    items = list(candidates)
+    if not items:
+        return []
+    sigma = _sigma(transient.error_radius, transient.containment)
+    ra = np.array([float(c.target.ra) for c in items])
+    dec = np.array([float(c.target.dec) for c in items])
+    distance = _separation(transient.ra, transient.dec, ra, dec)
+    circle = np.exp(-(distance**2) / (2 * sigma**2)) / (2 * math.pi * sigma**2)
+    joint = np.array([float(c.probdensity) for c in items]) * circle
+    order = np.argsort(-joint, kind="stable")
+    return [(items[i], float(joint[i])) for i in order]
