@@ -122,7 +122,6 @@ def test_the_replay_can_send_grb170817a_too():
 @pytest.mark.urls("tests.test_gw_views")
 def test_a_link_shows_on_both_events_pages(gw170817, client):
     from django.contrib.auth.models import User
-
     from tom_targets.models import Target
 
     for name, ra, dec in [("near-ngc4993", 197.45, -23.38), ("north-of-it", 197.0, -19.0)]:

@@ -90,6 +90,14 @@ def test_messages_through_the_broker_make_alerts_on_the_coincidence_topic(kafka_
     assert lanes == [("JUNO", "test"), ("XENONnT", "observation")]
     assert read_topic(kafka_broker, snews_topics["TEST_ALERT"], 0) == []
 
+    # the TOM side reads the coincidence topic: the alert becomes a neutrino event
+    from tom_mma.models import TransientEvent
+
+    config = stream_config(snews_topics["ALERT"], handler="tom_mma.handlers.gcn.snews_alert_handler")
+    assert ReliableHopskotchAlertStream(**config["OPTIONS"]).listen(max_messages=1, idle_timeout=15)["handled"] == 1
+    neutrino = TransientEvent.objects.get(source="snews")
+    assert neutrino.properties["detector_names"] == ["XENONnT", "DS-20K"] and neutrino.messenger == "neutrino"
+
 
 def test_a_restart_in_the_middle_of_a_coincidence_loses_nothing_and_publishes_nothing_twice(
     kafka_broker, topic, snews_topics
