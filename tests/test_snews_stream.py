@@ -137,3 +137,23 @@ def test_a_rolled_back_message_leaves_the_decider_as_it_was(kafka_broker, snews_
         raise RuntimeError("the batch fails after the handler ran")
     decision = service.decide(parse_message(observation("KamLAND", 48.0)))
     assert [list(a.detector_names) for a in decision.alerts] == [["XENONnT", "KamLAND"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replayed_file_arrives_now_and_a_pickle_file_is_quarantined(tmp_path, snews_topics):
+    """replayalerts' path: no Kafka timestamp, so the message arrives now (not at its own 2030 times)."""
+    import time as _time
+
+    from tom_mma_broker.ingest import Outcome
+    from tom_mma_broker.replay import replay_files
+    from tom_mma_broker.snews.handlers import snews_observation_handler
+
+    (tmp_path / "a.json").write_text(json.dumps(observation("XENONnT", 45.5)))
+    (tmp_path / "b.txt").write_bytes(pickle.dumps({"detector_name": "Super-K"}))
+    before = _time.time_ns()
+    results = list(replay_files([tmp_path / "a.json", tmp_path / "b.txt"], "snews.replay",
+                                handlers={"snews.replay": snews_observation_handler}))  # fmt: skip
+    assert [r.outcome for r in results] == [Outcome.HANDLED, Outcome.QUARANTINED]
+    assert "Python pickle" in results[1].reason
+    state = SnewsDeciderState.objects.get().state
+    assert before <= state["clock_ns"] <= _time.time_ns()

@@ -12,6 +12,7 @@ message at once with the reason.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.db import transaction
@@ -39,12 +40,14 @@ def snews_observation_handler(alert: Any, metadata: Any = None) -> Decision:
     alert : hop model, dict or bytes
         ``.content`` a dict (JSON) or bytes (a blob: refused if it is a pickle).
     metadata : hop.io.Metadata, optional
-        Its Kafka timestamp is the message's arrival time.
+        Its Kafka timestamp is the message's arrival time (now, without one).
     """
     content = getattr(alert, "content", alert)
     message = parse_message(content)
     timestamp_ms = getattr(metadata, "timestamp", 0) or 0
-    arrival_ns = int(timestamp_ms) * 1_000_000 if timestamp_ms > 0 else None
+    # the Kafka timestamp; a file replayed (replayalerts) has none: it arrives now. Never the message's own
+    # times here: one message stamped years ahead would stop the cache's clock-driven expiry for every other
+    arrival_ns = int(timestamp_ms) * 1_000_000 if timestamp_ms > 0 else time.time_ns()
     decision = decide(message, arrival_ns)
     if decision.alerts or decision.no_coincidence is not None:
         transaction.on_commit(_publish_soon, robust=True)
