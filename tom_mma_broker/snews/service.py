@@ -99,7 +99,9 @@ def decide(message: ObservationMessage, arrival_ns: int | None = None, name: str
         What the message did, and the alerts queued.
     """
     key = (os.getpid(), name)
-    with transaction.atomic():
+    # no savepoint of its own: inside the stream's batch the handler already runs in one (a failure rolls the
+    # state and the alerts back together); alone, this is the transaction
+    with transaction.atomic(savepoint=False):
         cached = _cached.pop(key, None)  # stale until its new state is written below
         decider, revision = cached if cached is not None else _load(name)
         decision = decider.process(message, arrival_ns)
