@@ -239,6 +239,8 @@ ALERT_STREAMS = [
                 # the GW170817 replay (``replaygw170817``, ``mmademo``) on the embedded broker
                 "tom-mma.gw170817.gwalert": "tom_mma.handlers.lvk.igwn_gwalert_handler",
                 "tom-mma.gw170817.photometry": "tom_mma_broker.handlers.photometry_handler",
+                # GRB 170817A (Fermi GBM, JSON) for the multi-messenger linker
+                "tom-mma.gw170817.fermi-gbm": "tom_mma.handlers.gcn.fermi_gbm_handler",
                 "tom-mma.gw170817.derived": "tom_mma.handlers.derived.derived_alert_handler",
                 # live LVK notices on Hopskotch (a topic the broker lacks is checked for again later)
                 "igwn.gwalert": "tom_mma.handlers.lvk.igwn_gwalert_handler",

@@ -13,10 +13,13 @@ class TomMmaConfig(AppConfig):
     def ready(self) -> None:
         from . import (
             checks,  # noqa: F401  (registers the system checks)
+            checks_linking,  # noqa: F401  (registers the linker's settings check)
+            linking,
             receivers,
         )
 
         receivers.connect()  # the services' signals become Celery tasks
+        linking.connect()  # GW notices are linked to GRB and neutrino events
 
     def include_url_paths(self) -> list:
         """Tomtoolkit integration: the GW event pages under ``/gw/``."""

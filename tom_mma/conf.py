@@ -37,6 +37,18 @@ DEFAULTS: dict = {
     "OIDC_REQUIRE_VERIFIED_EMAIL": True,
     "OIDC_ALLOW_STAFF_LOGIN": True,
     "OIDC_PROVIDER_NAME": "single sign-on",
+    # The multi-messenger linker (tom_mma.linking): windows in seconds (transient time minus GW time) by a
+    # transient's source or messenger ("default" for the rest): GRBs -1..+5 s as LVK's RAVEN searches,
+    # neutrino tracks +-500 s, supernova neutrinos +-10 s; and the window between two transients.
+    "LINK_GW_WINDOWS_S": {
+        "gamma": [-1.0, 5.0],
+        "x-ray": [-600.0, 3600.0],
+        "neutrino": [-500.0, 500.0],
+        "snews": [-10.0, 10.0],
+        "superk-sn": [-10.0, 10.0],
+        "default": [-1.0, 5.0],
+    },
+    "LINK_TRANSIENT_WINDOW_S": 10.0,
 }
 
 mma_settings = AppSettings("TOM_MMA", DEFAULTS)

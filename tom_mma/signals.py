@@ -27,16 +27,24 @@ observation_trigger_claimed
     An observation rule held and claimed its trigger (a ``pending``
     :class:`tom_mma.models.ObservationTrigger`); the request is yet to be sent to the facility.
     ``sender``: :class:`tom_mma.models.ObservationTrigger`; keyword argument: ``trigger_id``.
+transient_event_changed
+    A GRB, X-ray or neutrino event (:class:`tom_mma.models.TransientEvent`) was created, updated or retracted
+    by a notice. ``sender``: ``TransientEvent``; keyword arguments: ``event_pk``, ``outcome``.
+events_linked
+    The linker associated two events (or changed the association's score). ``sender``:
+    :class:`tom_mma.models.EventLink`; keyword arguments: ``link`` (the ``EventLink``), ``created``.
 """
 
 from django.dispatch import Signal
 
 __all__ = [
+    "events_linked",
     "gw_event_retracted",
     "gw_notice_received",
     "gw_observations_to_cancel",
     "gw_skymap_updated",
     "observation_trigger_claimed",
+    "transient_event_changed",
 ]
 
 gw_notice_received = Signal()
@@ -44,3 +52,5 @@ gw_skymap_updated = Signal()
 gw_event_retracted = Signal()
 gw_observations_to_cancel = Signal()
 observation_trigger_claimed = Signal()
+transient_event_changed = Signal()
+events_linked = Signal()

@@ -15,5 +15,6 @@ class TomMmaBrokerConfig(AppConfig):
             checks,  # noqa: F401  (registers the system checks)
             receivers,
         )
+        from .snews import checks as snews_checks  # noqa: F401  (registers the SNEWS settings check)
 
         receivers.connect()

@@ -47,6 +47,24 @@ DEFAULTS = {
     "CANDIDATE_MERGE_RADIUS_ARCSEC": 2.0,
     # The classifier artifact (None: the one shipped with tom-mma).
     "CLASSIFIER_ARTIFACT": None,
+    # --- the SNEWS 2.0 coincidence decider (tom_mma_broker.snews) ---
+    # Coincidence window, cache lifetime of a message after its arrival, and how long a heartbeat keeps a
+    # detector online for the false-alarm figure (snews-cs: 10 s, 120 s, 7 days).
+    "SNEWS_WINDOW_S": 10.0,
+    "SNEWS_EXPIRY_S": 120.0,
+    "SNEWS_HEARTBEAT_WINDOW_S": 7 * 86400.0,
+    # The server tag in alerts, and each detector's imitation frequency per second (default one per week).
+    "SNEWS_SERVER_TAG": "tom-mma",
+    "SNEWS_FALSE_ALARM_RATES": {},
+    # Where the decider publishes (through the outbox): coincidence alerts by lane, and no-coincidence messages.
+    "SNEWS_ALERT_TOPIC": "tom-mma.snews.alert",
+    "SNEWS_TEST_ALERT_TOPIC": "tom-mma.snews.alert-test",
+    "SNEWS_FIREDRILL_ALERT_TOPIC": "tom-mma.snews.alert-firedrill",
+    "SNEWS_NO_COINCIDENCE_TOPIC": "tom-mma.snews.no-coincidence",
+    # Where a multi-messenger link (tom_mma.linking) is published as a derived alert ("" for none).
+    "LINK_ALERT_TOPIC": "tom-mma.links",
+    # GraceDB, for `ingestsuperevent` backfills (its public API).
+    "GRACEDB_URL": "https://gracedb.ligo.org",
 }
 
 broker_settings = AppSettings("TOM_MMA_BROKER", DEFAULTS)

@@ -25,7 +25,15 @@ from tom_mma.hopmessages import header_value
 from .conf import broker_settings
 from .envelope import Envelope
 
-__all__ = ["CONSUMER_TUNING", "Backoff", "ConsumerConfig", "Prefetcher", "confluent_consumer", "open_consumer"]
+__all__ = [
+    "CONSUMER_TUNING",
+    "Backoff",
+    "ConsumerConfig",
+    "Prefetcher",
+    "confluent_consumer",
+    "consumer_config",
+    "open_consumer",
+]
 
 
 class Backoff:
@@ -92,18 +100,34 @@ def confluent_consumer(consumer: adc_consumer.Consumer) -> Any:
     return consumer._consumer
 
 
-def open_consumer(
-    base_url: str, topics: list[str], group_id: str, auth: Any, start_position: str, error_callback: Callable
-) -> adc_consumer.Consumer:
-    """An adc consumer of ``topics`` (every partition assigned to it, resuming at the group's offsets).
+def consumer_config(
+    base_url: str,
+    group_id: str,
+    auth: Any,
+    start_position: str,
+    error_callback: Callable | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ConsumerConfig:
+    """The adc consumer configuration of the stream (``._to_confluent_kafka()`` gives confluent-kafka's dict).
 
-    hop's ``Stream.open`` builds the same consumer but cannot pass librdkafka settings; this one adds
-    :data:`CONSUMER_TUNING` and ``TOM_MMA_BROKER['CONSUMER_CONFIG']``. Offsets are never stored
-    automatically (adc sets ``enable.auto.offset.store`` off): the stream commits them itself, after
-    the database commit.
+    Parameters
+    ----------
+    base_url : str
+        ``kafka://host:port``.
+    group_id : str
+        The consumer group.
+    auth : hop.auth.Auth or False
+        SCRAM credentials, or none.
+    start_position : {"EARLIEST", "LATEST"}
+        Where a group with no committed offset starts.
+    error_callback : callable, optional
+        librdkafka's error callback.
+    extra : dict, optional
+        More librdkafka settings (GCN's OAuth ones, :mod:`tom_mma_broker.gcn`), over :data:`CONSUMER_TUNING`
+        and ``TOM_MMA_BROKER['CONSUMER_CONFIG']``.
     """
-    _, brokers, _ = parse_kafka_url(f"{base_url}/{','.join(topics)}")
-    config = ConsumerConfig(
+    _, brokers, _ = parse_kafka_url(f"{base_url}/topic")
+    return ConsumerConfig(
         broker_urls=brokers,
         group_id=group_id,
         read_forever=True,
@@ -112,9 +136,27 @@ def open_consumer(
         error_callback=error_callback,
         # a lost broker: librdkafka reconnects quickly; the stream watches for it and backs off itself
         reconnect_max_time=timedelta(seconds=5),
-        librdkafka={**CONSUMER_TUNING, **(broker_settings.CONSUMER_CONFIG or {})},
+        librdkafka={**CONSUMER_TUNING, **(broker_settings.CONSUMER_CONFIG or {}), **(extra or {})},
     )
-    consumer = adc_consumer.Consumer(config)
+
+
+def open_consumer(
+    base_url: str,
+    topics: list[str],
+    group_id: str,
+    auth: Any,
+    start_position: str,
+    error_callback: Callable,
+    extra: dict[str, Any] | None = None,
+) -> adc_consumer.Consumer:
+    """An adc consumer of ``topics`` (every partition assigned to it, resuming at the group's offsets).
+
+    hop's ``Stream.open`` builds the same consumer but cannot pass librdkafka settings; this one adds
+    :data:`CONSUMER_TUNING`, ``TOM_MMA_BROKER['CONSUMER_CONFIG']`` and ``extra`` (:func:`consumer_config`).
+    Offsets are never stored automatically (adc sets ``enable.auto.offset.store`` off): the stream commits
+    them itself, after the database commit.
+    """
+    consumer = adc_consumer.Consumer(consumer_config(base_url, group_id, auth, start_position, error_callback, extra))
     try:
         consumer.subscribe(topics)
     except Exception:

@@ -45,9 +45,21 @@ def demo_topics() -> dict[str, str]:
     """The source and results topics of the demo."""
     from .conf import broker_settings
     from .gw170817 import DEFAULT_GW_TOPIC, DEFAULT_PHOTOMETRY_TOPIC, GW_STREAM, PHOTOMETRY_STREAM
+    from .gw170817.grb import GRB_TOPIC
+    from .gw170817.replay import GRB_STREAM
 
-    return {GW_STREAM: DEFAULT_GW_TOPIC, PHOTOMETRY_STREAM: DEFAULT_PHOTOMETRY_TOPIC,
-            "results": broker_settings.RESULTS_TOPIC}  # fmt: skip
+    topics = {GW_STREAM: DEFAULT_GW_TOPIC, PHOTOMETRY_STREAM: DEFAULT_PHOTOMETRY_TOPIC,
+              "results": broker_settings.RESULTS_TOPIC}  # fmt: skip
+    if _configured(GRB_TOPIC):  # GRB 170817A too, when the TOM reads its topic (the linker's demo)
+        topics[GRB_STREAM] = GRB_TOPIC
+    return topics
+
+
+def _configured(topic: str) -> bool:
+    for config in getattr(settings, "ALERT_STREAMS", []) or []:
+        if config.get("ACTIVE", True) and topic in (config.get("OPTIONS", {}).get("TOPIC_HANDLERS") or {}):
+            return True
+    return False
 
 
 def run_replay(
@@ -58,9 +70,11 @@ def run_replay(
     Returns the message ids (deterministic, :func:`replay_message_id`).
     """
     from .gw170817 import publish, replay_messages
+    from .gw170817.replay import GRB_STREAM
 
+    topics = topics or demo_topics()
     with open_producer(broker.url) as producer:
-        ids = publish(replay_messages(), producer, topics or demo_topics(), speed=speed, progress=progress)
+        ids = publish(replay_messages(grb=GRB_STREAM in topics), producer, topics, speed=speed, progress=progress)
         producer.flush()
     return ids
 
@@ -109,7 +123,10 @@ def pipeline_settled(message_ids: list[uuid.UUID]) -> bool:
 
     if unclassified_candidates().exists():
         return False
-    sent = set(OutboxMessage.objects.values_list("alert_id", flat=True))
+    # the derived alerts the TOM reads back (links and SNEWS alerts go to topics of their own)
+    sent = set(
+        OutboxMessage.objects.filter(kind__in=["classification", "retraction"]).values_list("alert_id", flat=True)
+    )
     received = set(DerivedAlertRecord.objects.filter(alert_id__in=sent).values_list("alert_id", flat=True))
     if not sent <= received:
         return False
@@ -134,6 +151,7 @@ class DemoSummary:
     targets: list[dict] = field(default_factory=list)
     observation_requests: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """The summary, a line each, for the terminal."""
@@ -147,6 +165,7 @@ class DemoSummary:
                 else ""
             )
             out.append(f"GW event {e['superevent_id']}{mock}: {e['kind']}, {e['state']}, {e['notices']} notice(s)")
+        out += self.links
         for c in self.candidates:
             out.append(f"candidate {c['name']}: {c['points']} points, {c['classifications']} classifications "
                        f"(points that arrive together are scored together), "
@@ -176,6 +195,12 @@ def summary() -> DemoSummary:
     for event in GWEvent.objects.all():
         s.events.append({"superevent_id": event.superevent_id, "kind": event.kind, "state": event.state,
                          "notices": event.notices.count()})  # fmt: skip
+    from tom_mma.models import EventLink
+
+    for link in EventLink.objects.select_related("gw_event", "first", "second"):
+        first = link.gw_event.superevent_id if link.gw_event_id else link.first.name
+        score = "" if link.score is None else f", sky overlap {link.overlap:.3g}"
+        s.links.append(f"linked: {first} and {link.second.name} ({link.second.source}), {link.dt:+.2f} s{score}")
     for c in Candidate.objects.all():
         latest = c.classifications.order_by("-n_points", "-id").first()
         s.candidates.append({"name": c.name, "points": c.points.count(), "classifications": c.classifications.count(),

@@ -8,7 +8,7 @@ from django.db import models
 
 from .formats import ArchiveJSONEncoder
 
-__all__ = ["ArchivedAlert", "QuarantinedAlert", "TopicHealth"]
+__all__ = ["ArchivedAlert", "QuarantinedAlert", "TopicHealth", "SnewsDeciderState"]
 
 
 class ArchivedAlert(models.Model):
@@ -187,3 +187,24 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.alert_id} -> {self.topic} ({'sent' if self.sent_at else 'pending'})"
+
+
+class SnewsDeciderState(models.Model):
+    """The SNEWS coincidence decider's whole state (its caches of every lane), written with each message.
+
+    Written in the ingest transaction of the message that changed it, with the alerts queued in the outbox:
+    after a restart the decider goes on from here, so that no coincidence is lost and none is published twice.
+    ``revision`` changes with every write; a process whose cached decider has another revision reloads it.
+    """
+
+    name = models.CharField(max_length=64, unique=True, default="default")
+    state = models.JSONField(default=dict)
+    revision = models.UUIDField(default=uuid.uuid4)
+    messages = models.BigIntegerField(default=0, help_text="messages taken")
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "SNEWS decider state"
+
+    def __str__(self) -> str:
+        return f"SNEWS decider {self.name} ({self.messages} messages)"

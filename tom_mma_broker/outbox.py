@@ -22,7 +22,7 @@ from tom_mma.schemas.derived_alert import DerivedAlert, utc_now_iso
 from . import signals
 from .models import Classification, OutboxMessage
 
-__all__ = ["pending_count", "queue_alert", "queue_retractions"]
+__all__ = ["announce", "pending_count", "queue_alert", "queue_retractions"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,12 @@ def pending_count() -> int:
     return OutboxMessage.objects.filter(sent_at__isnull=True).count()
 
 
-def _announce() -> None:
-    """After the current transaction commits, say that the outbox holds new messages (the sender runs)."""
+def announce() -> None:
+    """After the current transaction commits, say that the outbox holds new messages (the sender runs).
+
+    Call it after queueing :class:`~tom_mma_broker.models.OutboxMessage` rows another way (the SNEWS
+    decider's alerts, link alerts); :func:`queue_alert` and :func:`queue_retractions` call it themselves.
+    """
     transaction.on_commit(lambda: signals.outbox_queued.send_robust(sender=OutboxMessage), robust=True)
 
 
@@ -42,7 +46,7 @@ def queue_alert(alert: DerivedAlert, topic: str, classification: Classification)
     row = OutboxMessage.objects.create(
         alert_id=uuid.UUID(alert.alert_id), topic=topic, classification=classification, payload=alert.to_json()
     )
-    _announce()
+    announce()
     return row
 
 
@@ -80,6 +84,6 @@ def queue_retractions(superevent_id: str, reason: str) -> int:
                                          classification=original.classification, payload=alert.to_json())  # fmt: skip
             queued += 1
         if queued:
-            _announce()
+            announce()
     logger.info("queued %d retraction(s) of derived alerts citing %s", queued, superevent_id)
     return queued

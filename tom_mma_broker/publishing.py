@@ -29,6 +29,12 @@ __all__ = ["PublishIncomplete", "publish_pending"]
 logger = logging.getLogger(__name__)
 
 SCHEMA_HEADER = "x-tom-mma-schema"
+# the schema header of outbox rows by kind (derived alerts for the rest)
+_SCHEMAS = {
+    "snews-alert": b"tom-mma/snews-alert/v1",
+    "snews-nocoinc": b"tom-mma/snews-no-coincidence/v1",
+    "link": b"tom-mma/link-alert/v1",
+}
 
 
 class PublishIncomplete(RuntimeError):
@@ -137,9 +143,8 @@ def publish_pending(limit: int = 500, timeout: float | None = None) -> int:
         producer = _producer(timeout)
         try:
             for row in rows:
-                _, headers = hop_headers(
-                    "json", message_id=row.alert_id, extra=[(SCHEMA_HEADER, b"tom-mma/derived-alert/v1")]
-                )
+                schema = _SCHEMAS.get(row.kind, b"tom-mma/derived-alert/v1")
+                _, headers = hop_headers("json", message_id=row.alert_id, extra=[(SCHEMA_HEADER, schema)])
                 producer.write_raw(bytes(row.payload), headers, topic=row.topic, key=str(row.alert_id),
                                    delivery_callback=on_delivery(row.pk))  # fmt: skip
             producer.flush(timedelta(seconds=timeout))

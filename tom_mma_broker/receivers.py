@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["connect", "on_gw_event_retracted", "on_gw_notice_received", "on_outbox_queued"]
+__all__ = ["connect", "on_events_linked", "on_gw_event_retracted", "on_gw_notice_received", "on_outbox_queued"]
 
 
 def _follow_with_retractions(event: Any) -> None:
@@ -59,13 +59,22 @@ def on_candidate_points_added(sender: Any, candidate_pk: int, **kwargs: Any) -> 
     deferred.send_once_on_commit(("classify", candidate_pk), classify_candidate, candidate_pk)
 
 
+def on_events_linked(sender: Any, link: Any, created: bool, **kwargs: Any) -> None:
+    """A multi-messenger link was made or rescored: publish it as a derived alert (:mod:`.links`)."""
+    from .links import queue_link_alert
+
+    queue_link_alert(link)
+
+
 def connect() -> None:
     """Connect the receivers (idempotent)."""
-    from tom_mma.signals import gw_event_retracted, gw_notice_received
+    from tom_mma.signals import events_linked, gw_event_retracted, gw_notice_received
 
     from .signals import candidate_points_added, outbox_queued
 
     outbox_queued.connect(on_outbox_queued, dispatch_uid="tom_mma_broker.outbox_queued")
     candidate_points_added.connect(on_candidate_points_added, dispatch_uid="tom_mma_broker.classify")
+
+    events_linked.connect(on_events_linked, dispatch_uid="tom_mma_broker.links")
     gw_event_retracted.connect(on_gw_event_retracted, dispatch_uid="tom_mma_broker.retractions")
     gw_notice_received.connect(on_gw_notice_received, dispatch_uid="tom_mma_broker.retracted_notices")

@@ -84,6 +84,9 @@ class ReliableHopskotchAlertStream(AlertStream):
     ``IGNORE_TEST``
         Do not run the handler for messages with hop's ``_test`` header (default True, as hop
         ignores them): they are archived with status ``test`` and counted in ``TopicHealth``.
+    ``GCN_CLIENT_ID``, ``GCN_CLIENT_SECRET``, ``GCN_DOMAIN``, ``OAUTH_TOKEN_ENDPOINT``
+        GCN Kafka's OAuth client credentials (from the environment), as ``gcn-kafka`` configures them
+        (:mod:`tom_mma_broker.gcn`); ``SECURITY_PROTOCOL`` defaults to ``sasl_ssl`` then.
     """
 
     TOPIC_RECHECK_S = 60
@@ -92,6 +95,7 @@ class ReliableHopskotchAlertStream(AlertStream):
     allowed_keys = [
         "URL", "GROUP_ID", "USERNAME", "PASSWORD", "AUTH", "SASL_MECHANISM", "SECURITY_PROTOCOL",
         "TOPIC_HANDLERS", "START_POSITION", "IGNORE_TEST",
+        "GCN_CLIENT_ID", "GCN_CLIENT_SECRET", "GCN_DOMAIN", "OAUTH_TOKEN_ENDPOINT",
     ]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -125,9 +129,37 @@ class ReliableHopskotchAlertStream(AlertStream):
         return handlers
 
     # -- connection -------------------------------------------------------------------------
+    def oauth_config(self) -> dict[str, Any]:
+        """Librdkafka settings of GCN's OAuth client credentials (empty without ``GCN_CLIENT_ID``)."""
+        client_id = getattr(self, "gcn_client_id", None)
+        if not client_id:
+            return {}
+        from .gcn import GCN_DOMAIN, gcn_oauth_config
+
+        return gcn_oauth_config(
+            client_id,
+            getattr(self, "gcn_client_secret", None),
+            domain=getattr(self, "gcn_domain", None) or GCN_DOMAIN,
+            token_endpoint=getattr(self, "oauth_token_endpoint", None),
+            security_protocol=getattr(self, "security_protocol", None) or "sasl_ssl",
+        )
+
+    def _list_topics(self, base: str, auth: Any) -> set[str]:
+        oauth = self.oauth_config()
+        if not oauth:
+            from hop.io import list_topics as hop_list_topics
+
+            return set(hop_list_topics(base, auth=auth, timeout=10.0))
+        from adc.kafka import parse_kafka_url
+        from confluent_kafka.admin import AdminClient
+
+        _, brokers, _ = parse_kafka_url(f"{base}/x")
+        admin = AdminClient({"bootstrap.servers": ",".join(brokers), **oauth})
+        return set(admin.list_topics(timeout=10.0).topics)
+
     def stream_auth(self) -> Any:
         """Hop auth from the options (``False`` for none). Credentials are never logged."""
-        if self.__dict__.get("auth") is False:
+        if self.__dict__.get("auth") is False or getattr(self, "gcn_client_id", None):
             return False
         return hop_auth(
             getattr(self, "username", None),
@@ -151,14 +183,12 @@ class ReliableHopskotchAlertStream(AlertStream):
         logger.warning("kafka client error: %s", error)
 
     def _open(self) -> tuple[Any, list[str]]:
-        from hop.io import list_topics as hop_list_topics
-
         try:
             base = resolve_broker_url(self.url)
         except ValueError as exc:  # a URL that can never work: stop, do not retry forever
             raise ImproperlyConfigured(str(exc)) from exc
         auth = self.stream_auth()
-        available = set(hop_list_topics(base, auth=auth, timeout=10.0))
+        available = self._list_topics(base, auth)
         wanted = self.topics(available)
         topics = [t for t in wanted if t in available]
         self._missing_topics = sorted(set(wanted) - available)
@@ -172,15 +202,14 @@ class ReliableHopskotchAlertStream(AlertStream):
             raise BrokerLost(f"none of the topics {', '.join(wanted)} exists on {base}")
         self._broker_error = None
         consumer = open_consumer(
-            base, topics, self.group_id, auth, self.start_position, error_callback=self._on_kafka_error
-        )
+            base, topics, self.group_id, auth, self.start_position, error_callback=self._on_kafka_error,
+            extra=self.oauth_config(),
+        )  # fmt: skip
         return consumer, topics
 
     def _topics_appeared(self) -> bool:
         """Whether a configured topic that was missing (or a new wildcard match) exists now."""
-        from hop.io import list_topics as hop_list_topics
-
-        available = set(hop_list_topics(resolve_broker_url(self.url), auth=self.stream_auth(), timeout=10.0))
+        available = self._list_topics(resolve_broker_url(self.url), self.stream_auth())
         return bool(set(self.topics(available)) - set(self._reading))
 
     # -- the loop ---------------------------------------------------------------------------

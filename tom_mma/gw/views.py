@@ -71,7 +71,17 @@ class EventDetailView(DetailView):
             candidate_count=candidates.count(),
             inside_90=candidates.filter(credible_level__lte=0.9).count(),
             observations=EventObservation.objects.filter(event=event).select_related("observation_record"),
+            links=event.links.select_related("second"),
         )
+        # candidates re-ranked by the joint localization with the best-scored linked, localized transient
+        best = event.links.filter(score__isnull=False, second__error_radius__isnull=False).select_related("second")
+        best = best.order_by("-overlap").first()
+        if best is not None:
+            from ..linking import joint_ranking
+
+            context["joint_with"] = best.second
+            context["joint_candidates"] = joint_ranking(candidates.select_related("target")[:_CANDIDATES_SHOWN],
+                                                        best.second)[:20]  # fmt: skip
         return context
 
 

@@ -2,3 +2,4 @@
 
 from .derived import *  # noqa: F403
 from .gw import *  # noqa: F403
+from .transients import *  # noqa: F403

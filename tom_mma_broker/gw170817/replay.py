@@ -36,6 +36,7 @@ from .photometry import DEMO_SELECTION, PhotometrySelection, load_photometry
 
 __all__ = [
     "GW_STREAM",
+    "GRB_STREAM",
     "PHOTOMETRY_STREAM",
     "DEFAULT_GW_TOPIC",
     "DEFAULT_PHOTOMETRY_TOPIC",
@@ -56,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 GW_STREAM = "gw"
 PHOTOMETRY_STREAM = "photometry"
+#: GRB 170817A, a Fermi GBM notice (JSON), sent only when asked for (:func:`replay_messages` ``grb=True``)
+GRB_STREAM = "grb"
 DEFAULT_GW_TOPIC = "tom-mma.gw170817.gwalert"
 DEFAULT_PHOTOMETRY_TOPIC = "tom-mma.gw170817.photometry"
 DEFAULT_SPEED = 86400.0 / 3.0
@@ -147,6 +150,7 @@ def replay_messages(
     *,
     notices: Sequence[tuple[str, float]] = NOTICE_SCHEDULE,
     superevent_id: str = MOCK_SUPEREVENT_ID,
+    grb: bool = False,
 ) -> list[ReplayMessage]:
     """Every message of the replay, in the order to send them.
 
@@ -158,6 +162,9 @@ def replay_messages(
         The LVK notices to send and their ``time_created`` (default :data:`NOTICE_SCHEDULE`).
     superevent_id : str
         The mock superevent id of the notices and of the points' ``gw_event``.
+    grb : bool
+        Also send GRB 170817A as a Fermi GBM notice (:mod:`tom_mma_broker.gw170817.grb`, stream
+        :data:`GRB_STREAM`), for the multi-messenger linker.
 
     Returns
     -------
@@ -178,11 +185,17 @@ def replay_messages(
         notice = build_notice(skymap, alert_type, mjd_to_iso(mjd), superevent_id)
         validate_notice(notice)
         messages.append(ReplayMessage(GW_STREAM, mjd, superevent_id, notice, _headers(NOTICE_SCHEMA_ID)))
+    if grb:
+        from .grb import GRB_SCHEMA_ID, build_grb_notice
+
+        notice = build_grb_notice()
+        messages.append(ReplayMessage(GRB_STREAM, iso_to_mjd(notice["alert_datetime"]), notice["id"][-1], notice,
+                                      _headers(GRB_SCHEMA_ID)))  # fmt: skip
     for point in load_photometry(selection, gw_event=superevent_id):
         messages.append(
             ReplayMessage(PHOTOMETRY_STREAM, point.mjd, point.point_id, point.to_dict(), _headers(PHOTOMETRY_SCHEMA_ID))
         )
-    order = {GW_STREAM: 0, PHOTOMETRY_STREAM: 1}
+    order = {GW_STREAM: 0, GRB_STREAM: 1, PHOTOMETRY_STREAM: 2}
     return sorted(messages, key=lambda m: (m.mjd, order[m.stream], m.key))
 
 
