@@ -100,6 +100,8 @@ class Portal:
     slow_s: float = 5.0
     released: threading.Event = field(default_factory=threading.Event)
     requestgroups: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: the TOM_MMA settings the test runs with (the rule's facility, observation type and parameters)
+    tom_mma: dict[str, Any] = field(default_factory=dict)
 
     def submitted(self) -> list[dict[str, Any]]:
         """The request groups POSTed to ``/api/requestgroups/``."""
@@ -175,17 +177,15 @@ def portal(monkeypatch) -> Iterator[Portal]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # loopback only, whatever proxy the environment names
-    start = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
-    tom_mma = {
+    portal.tom_mma = tom_mma = {
         "OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP": True,
         "OBSERVATION_FACILITY": "LCO",
         "OBSERVATION_TYPE": "IMAGING",
+        "OBSERVATION_WINDOW_HOURS": 36.0,
         "OBSERVATION_PARAMETERS": {
             "proposal": PROPOSAL,
             "ipp_value": 1.05,
             "observation_mode": "NORMAL",
-            "start": start.isoformat(),
-            "end": (start + dt.timedelta(days=1)).isoformat(),
             "c_1_instrument_type": INSTRUMENT,
             "c_1_configuration_type": "EXPOSE",
             "c_1_max_airmass": 1.6,
@@ -236,7 +236,9 @@ def claimed_trigger() -> ObservationTrigger:
 def test_request_submitted_to_the_portal_is_recorded(portal):
     trigger = claimed_trigger()
 
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
     trigger = submit_trigger(trigger.pk)
+    after = dt.datetime.now(dt.UTC)
 
     [group] = portal.submitted()
     assert group["proposal"] == PROPOSAL and group["name"] == "tom-mma kilonova-score: SSS17a"
@@ -251,6 +253,10 @@ def test_request_submitted_to_the_portal_is_recorded(portal):
     assert instrument_config["optical_elements"] == {"filter": "rp"}
     assert (instrument_config["exposure_time"], instrument_config["exposure_count"]) == (300, 2)
     assert request["location"] == {"telescope_class": "1m0"}
+    # the window (not in the parameters): from the submission, OBSERVATION_WINDOW_HOURS long
+    [window] = request["windows"]
+    start, end = dt.datetime.fromisoformat(window["start"]), dt.datetime.fromisoformat(window["end"])
+    assert before <= start <= after and end - start == dt.timedelta(hours=36)
     assert {r["auth"] for r in portal.received} == {f"Token {API_KEY}"}
     paths = [(r["method"], r["path"]) for r in portal.received]
     # validated before it is submitted (by the form, then by the rule), then its status asked for
@@ -343,3 +349,24 @@ def test_portal_timeout_leaves_the_trigger_pending_and_the_task_fails_it_after_i
     give_up_trigger(trigger.pk, "again")  # only a pending trigger is given up
     trigger.refresh_from_db()
     assert trigger.error.startswith("the facility did not answer")
+
+
+def test_fields_the_rule_does_not_give_take_the_lco_forms_initial_values(portal):
+    # LCO's forms add most of their fields in __init__ (ipp_value, c_1_max_airmass, c_1_guide_mode, ...):
+    # their initial values are the request's defaults too, as in the TOM's own form (a fixed window given in
+    # the parameters replaces the rule's)
+    given = ("ipp_value", "c_1_max_airmass", "c_1_guide_mode", "c_1_ic_1_exposure_count")
+    parameters = {k: v for k, v in portal.tom_mma["OBSERVATION_PARAMETERS"].items() if k not in given}
+    parameters.update(start="2027-01-04T02:00:00", end="2027-01-05T02:00:00")
+    with override_settings(TOM_MMA={**portal.tom_mma, "OBSERVATION_PARAMETERS": parameters}):
+        trigger = submit_trigger(claimed_trigger().pk)
+
+    assert trigger.status == "submitted", trigger.error
+    [group] = portal.submitted()
+    [configuration] = group["requests"][0]["configurations"]
+    assert group["ipp_value"] == 1.05
+    assert configuration["constraints"]["max_airmass"] == 1.6
+    assert configuration["guiding_config"]["mode"] == "ON"
+    assert configuration["instrument_configs"][0]["exposure_count"] == 1
+    [window] = group["requests"][0]["windows"]
+    assert window == {"start": "2027-01-04T02:00:00+00:00", "end": "2027-01-05T02:00:00+00:00"}

@@ -140,11 +140,24 @@ class ObservationRule:
         """Form data for the request, besides ``facility``, ``target_id`` and ``observation_type``.
 
         Default: a ``name`` naming the rule and the Target, then ``TOM_MMA['OBSERVATION_PARAMETERS']``.
-        Fields not given take the initial value of the facility form's field.
+        Fields not given take the initial value of the facility form's field, and a window the form asks for
+        is :meth:`observation_window`.
         """
         parameters = {"name": f"tom-mma {self.name}: {target.name}"}
         parameters.update(setting("OBSERVATION_PARAMETERS") or {})
         return parameters
+
+    def observation_window(self, facility: Any) -> dict[str, str]:
+        """The request's time window, used when the facility's form asks for one and the parameters give none.
+
+        From now, ``TOM_MMA['OBSERVATION_WINDOW_HOURS']`` long, under the facility's start and end keywords
+        (``get_start_end_keywords()``, e.g. LCO's ``start`` and ``end``), in the TOM's time zone as its own
+        forms expect.
+        """
+        start = timezone.localtime(timezone.now()).replace(microsecond=0, tzinfo=None)
+        end = start + dt.timedelta(hours=float(setting("OBSERVATION_WINDOW_HOURS")))
+        start_key, end_key = facility.get_start_end_keywords()
+        return {start_key: start.isoformat(), end_key: end.isoformat()}
 
     def request_observation(self, trigger: ObservationTrigger) -> list[ObservationRecord]:
         """Submit the request for ``trigger`` through the facility interface; create its records.
@@ -158,14 +171,18 @@ class ObservationRule:
         facility = get_service_class(self.facility_name())()
         observation_type = self.observation_type(facility)
         form_class = facility.get_form_classes_for_display()[observation_type]
-        # the form's own defaults, then the rule's parameters (a bound form ignores field initials)
+        # the form's own defaults, then the rule's parameters (a bound form ignores field initials); read from
+        # an unbound instance, since forms such as LCO's add most of their fields in __init__
+        fields = form_class(facility=facility).fields
         defaults = {
             key: form_field.initial
-            for key, form_field in form_class.base_fields.items()
+            for key, form_field in fields.items()
             if form_field.initial is not None and not callable(form_field.initial)
         }
+        window = {key: value for key, value in self.observation_window(facility).items() if key in fields}
         data = {
             **defaults,
+            **window,
             **self.observation_parameters(target, trigger),
             "facility": facility.name,
             "target_id": target.pk,
