@@ -294,6 +294,32 @@ def test_portal_validation_errors_fail_the_trigger_before_submission(portal):
     assert portal.submitted() == [] and not ObservationRecord.objects.exists()
 
 
+def test_rejected_api_key_fails_the_trigger_with_the_forms_reason(portal):
+    # the portal refuses the token: tomtoolkit's forms fall back to no proposals and no instruments, so the
+    # configured proposal is not a valid choice (the form's error, not the KeyError its payload then raises)
+    trigger = claimed_trigger()
+    for key in (("GET", "/api/instruments/"), ("GET", "/api/profile/")):
+        portal.fail[key] = (401, {"detail": "Invalid token."})
+
+    trigger = submit_trigger(trigger.pk)
+
+    assert trigger.status == "failed" and trigger.attempts == 1
+    assert trigger.error.startswith("FacilityRejected: the LCO form rejected the request: ")
+    assert f"{PROPOSAL} is not one of the available choices" in trigger.error
+    assert portal.submitted() == [] and not ObservationRecord.objects.exists()
+
+
+def test_portal_forbidding_the_submission_fails_the_trigger(portal):
+    trigger = claimed_trigger()
+    forbidden = {"detail": "You do not have permission to perform this action."}
+    portal.fail[("POST", "/api/requestgroups/")] = (403, forbidden)
+
+    trigger = submit_trigger(trigger.pk)
+
+    assert trigger.status == "failed" and trigger.error.startswith("ImproperCredentialsException: OCS: ")
+    assert "You do not have permission" in trigger.error
+
+
 @pytest.mark.parametrize("status", [500, 503, 429])
 def test_portal_server_error_leaves_the_trigger_pending_until_it_recovers(portal, status):
     trigger = claimed_trigger()
@@ -345,6 +371,8 @@ def test_portal_timeout_leaves_the_trigger_pending_and_the_task_fails_it_after_i
     assert trigger.status == "failed" and trigger.attempts == 2
     assert trigger.error.startswith(f"the facility did not answer after {tasks.TRIGGER_RETRIES + 1} attempts: ")
     assert "ReadTimeout" in trigger.error
+    # the portal received the request twice: after a timeout on the POST, whether the portal took the
+    # request is unknown, and the retry sends it again (the stand-in answers neither in time)
     assert len(portal.submitted()) == 2 and not ObservationRecord.objects.exists()
     give_up_trigger(trigger.pk, "again")  # only a pending trigger is given up
     trigger.refresh_from_db()

@@ -189,7 +189,15 @@ class ObservationRule:
             "observation_type": observation_type,
         }
         form = form_class(data=data, facility=facility)
-        if not form.is_valid():
+        try:
+            valid = form.is_valid()
+        except Exception as exc:
+            # tomtoolkit's OCS/LCO forms validate at the facility even when their own fields are invalid, and
+            # then fail on a missing field (KeyError): those fields' errors are the reason
+            if _is_transient(exc) or not form.errors:
+                raise
+            valid = False
+        if not valid:
             raise FacilityRejected(f"the {facility.name} form rejected the request: {form.errors.as_json()}")
         payload = form.observation_payload()
         errors = _validation_errors(facility.validate_observation(payload))
