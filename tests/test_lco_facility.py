@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import requests
+from celery.exceptions import Retry
 from django.test import override_settings
 from tom_observations.models import ObservationRecord
 
@@ -398,3 +399,25 @@ def test_fields_the_rule_does_not_give_take_the_lco_forms_initial_values(portal)
     assert configuration["instrument_configs"][0]["exposure_count"] == 1
     [window] = group["requests"][0]["windows"]
     assert window == {"start": "2027-01-04T02:00:00+00:00", "end": "2027-01-05T02:00:00+00:00"}
+
+
+def test_worker_retries_a_timed_out_request_with_backoff(portal, client_timeout):
+    trigger = claimed_trigger()
+    portal.slow.add(("POST", "/api/requestgroups/validate/"))
+
+    # as in a worker, on its third try: the task asks Celery to try again in 30 s * 2**retries. (The test
+    # settings run tasks eagerly, so Celery runs that retry at once, as one more attempt, before raising Retry.)
+    retries = 2
+    tasks.submit_trigger_task.push_request(
+        id="retry-test", args=[trigger.pk], kwargs={}, retries=retries, is_eager=False, called_directly=False
+    )
+    try:
+        with pytest.raises(Retry) as excinfo:
+            tasks.submit_trigger_task.run(trigger.pk)
+    finally:
+        tasks.submit_trigger_task.pop_request()
+    assert excinfo.value.when == 30 * 2**retries
+    assert isinstance(excinfo.value.exc, FacilityUnavailable) and "ReadTimeout" in str(excinfo.value.exc)
+    trigger.refresh_from_db()
+    assert trigger.status == "pending" and trigger.attempts == 2 and trigger.error.startswith("attempt 2: ReadTimeout")
+    assert portal.submitted() == []  # it timed out validating: nothing was sent twice
