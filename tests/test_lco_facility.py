@@ -38,7 +38,7 @@ PROPOSAL = "LCO2026B-042"
 API_KEY = "stand-in-token"
 INSTRUMENT = "1M0-SCICAM-SINISTRO"
 #: the client timeout the test gives the facility's HTTP calls (tomtoolkit's LCO facility passes none, see below)
-CLIENT_TIMEOUT_S = 0.3
+CLIENT_TIMEOUT_S = 0.5
 
 # The portal's answers, in the shapes its API documents (https://developers.lco.global/).
 INSTRUMENTS = {
@@ -98,7 +98,7 @@ class Portal:
     received: list[dict[str, Any]] = field(default_factory=list)
     fail: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
     slow: set[tuple[str, str]] = field(default_factory=set)
-    slow_s: float = 5.0
+    slow_s: float = 10.0
     released: threading.Event = field(default_factory=threading.Event)
     requestgroups: dict[int, dict[str, Any]] = field(default_factory=dict)
     #: the TOM_MMA settings the test runs with (the rule's facility, observation type and parameters)
