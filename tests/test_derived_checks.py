@@ -59,6 +59,9 @@ def test_default_rules_and_facility_pass():
         ({"OBSERVATION_RULES": ["tom_mma.targets.Target"]}, ["tom_mma.E042"]),
         ({"OBSERVATION_SCORE_THRESHOLD": 1.5}, ["tom_mma.E043"]),
         ({"OBSERVATION_CREDIBLE_LEVEL": "0.9"}, ["tom_mma.E043"]),
+        ({"OBSERVATION_WINDOW_HOURS": 0}, ["tom_mma.E046"]),
+        ({"OBSERVATION_WINDOW_HOURS": "24"}, ["tom_mma.E046"]),
+        ({"OBSERVATION_WINDOW_HOURS": 2.5}, []),
         ({"OBSERVATION_FACILITY": "LCO-not-configured"}, ["tom_mma.W044"]),
         ({"OBSERVATION_RULES": [], "OBSERVATION_FACILITY": "LCO-not-configured"}, []),  # no rules: no requests
     ],

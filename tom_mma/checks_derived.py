@@ -9,6 +9,7 @@ Registered when imported; ``tom_mma.checks`` imports this module.
 - ``tom_mma.E043``: ``OBSERVATION_SCORE_THRESHOLD`` or ``OBSERVATION_CREDIBLE_LEVEL`` is not in [0, 1].
 - ``tom_mma.W044``: rules are configured but ``OBSERVATION_FACILITY`` is not a facility of this TOM.
 - ``tom_mma.E045``: ``FACILITIES['SIMULATED']`` has negative or inverted durations.
+- ``tom_mma.E046``: ``OBSERVATION_WINDOW_HOURS`` is not a positive number.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def check_alert_broker(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 
 @checks.register()
 def check_observation_rules(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    """tom_mma.E042 / E043 / W044: the observation rules load and their settings make sense."""
+    """tom_mma.E042 / E043 / W044 / E046: the observation rules load and their settings make sense."""
     from tom_mma import rules
 
     messages: list[checks.CheckMessage] = []
@@ -83,6 +84,15 @@ def check_observation_rules(app_configs=None, **kwargs) -> list[checks.CheckMess
             messages.append(
                 checks.Error(f"TOM_MMA['{key}'] must be a number in [0, 1], not {value!r}.", id="tom_mma.E043")
             )
+    hours = rules.setting("OBSERVATION_WINDOW_HOURS")
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or not hours > 0:
+        messages.append(
+            checks.Error(
+                f"TOM_MMA['OBSERVATION_WINDOW_HOURS'] must be a positive number of hours, not {hours!r}.",
+                hint="The window of a request whose facility form asks for one, from the trigger on (default 24).",
+                id="tom_mma.E046",
+            )
+        )
     if loaded:
         from tom_observations.facility import get_service_classes
 

@@ -24,6 +24,9 @@ DEFAULTS: dict = {
     "OBSERVATION_FACILITY": "Simulated",
     "OBSERVATION_TYPE": None,
     "OBSERVATION_PARAMETERS": {},
+    # Hours from the trigger that a request's window lasts, when the facility's form asks for one (LCO's
+    # start and end) and OBSERVATION_PARAMETERS gives none.
+    "OBSERVATION_WINDOW_HOURS": 24.0,
     # False: the default rule requires the candidate inside the event's credible region; an alert that names
     # no GW event, or whose event has no sky map yet, waits (re-evaluated when the sky map arrives).
     # True: in those two cases the score alone decides.

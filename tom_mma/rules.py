@@ -22,6 +22,7 @@ candidate that now lies inside the region gets its request then (still once per 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import Any, ClassVar
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.db.models import Count
+from django.utils import timezone
 from django.utils.module_loading import import_string
 from tom_observations.facility import get_service_class
 from tom_observations.models import ObservationRecord
@@ -46,6 +48,7 @@ __all__ = [
     "ObservationRule",
     "KilonovaScoreRule",
     "FacilityRejected",
+    "is_transient_facility_error",
     "load_rules",
     "get_rule",
     "evaluate_rules",
@@ -58,6 +61,19 @@ logger = logging.getLogger(__name__)
 def setting(key: str) -> Any:
     """A ``TOM_MMA`` key this module reads, with its default (:data:`tom_mma.conf.DEFAULTS`)."""
     return getattr(mma_settings, key)
+
+
+def is_transient_facility_error(exc: BaseException) -> bool:
+    """Whether a facility's error says "try again later": no connection, a timeout, an HTTP 5xx.
+
+    ``requests``' errors are ``OSError`` subclasses; an ``HTTPError`` carries the response, whose status
+    separates a server's failure (5xx, retried) from a refusal (4xx, not).
+    """
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if status is not None:
+        return status >= 500 or status == 429
+    return isinstance(exc, OSError | TimeoutError)
 
 
 class FacilityRejected(Exception):
@@ -114,11 +130,24 @@ class ObservationRule:
         """Form data for the request, besides ``facility``, ``target_id`` and ``observation_type``.
 
         Default: a ``name`` naming the rule and the Target, then ``TOM_MMA['OBSERVATION_PARAMETERS']``.
-        Fields not given take the initial value of the facility form's field.
+        Fields not given take the initial value of the facility form's field, and a window the form asks for
+        is :meth:`observation_window`.
         """
         parameters = {"name": f"tom-mma {self.name}: {target.name}"}
         parameters.update(setting("OBSERVATION_PARAMETERS") or {})
         return parameters
+
+    def observation_window(self, facility: Any) -> dict[str, str]:
+        """The request's time window, used when the facility's form asks for one and the parameters give none.
+
+        From now, ``TOM_MMA['OBSERVATION_WINDOW_HOURS']`` long, under the facility's start and end keywords
+        (``get_start_end_keywords()``, e.g. LCO's ``start`` and ``end``), in the TOM's time zone as its own
+        forms expect.
+        """
+        start = timezone.localtime(timezone.now()).replace(microsecond=0, tzinfo=None)
+        end = start + dt.timedelta(hours=float(setting("OBSERVATION_WINDOW_HOURS")))
+        start_key, end_key = facility.get_start_end_keywords()
+        return {start_key: start.isoformat(), end_key: end.isoformat()}
 
     def request_observation(self, trigger: ObservationTrigger) -> list[ObservationRecord]:
         """Submit the request for ``trigger`` through the facility interface; create its records.
@@ -132,21 +161,33 @@ class ObservationRule:
         facility = get_service_class(self.facility_name())()
         observation_type = self.observation_type(facility)
         form_class = facility.get_form_classes_for_display()[observation_type]
-        # the form's own defaults, then the rule's parameters (a bound form ignores field initials)
+        # the form's own defaults, then the rule's parameters (a bound form ignores field initials); read from
+        # an unbound instance, since forms such as LCO's add most of their fields in __init__
+        fields = form_class(facility=facility).fields
         defaults = {
             key: form_field.initial
-            for key, form_field in form_class.base_fields.items()
+            for key, form_field in fields.items()
             if form_field.initial is not None and not callable(form_field.initial)
         }
+        window = {key: value for key, value in self.observation_window(facility).items() if key in fields}
         data = {
             **defaults,
+            **window,
             **self.observation_parameters(target, trigger),
             "facility": facility.name,
             "target_id": target.pk,
             "observation_type": observation_type,
         }
         form = form_class(data=data, facility=facility)
-        if not form.is_valid():
+        try:
+            valid = form.is_valid()
+        except Exception as exc:
+            # tomtoolkit's OCS/LCO forms validate at the facility even when their own fields are invalid, and
+            # then fail on a missing field (KeyError): those fields' errors are the reason
+            if is_transient_facility_error(exc) or not form.errors:
+                raise
+            valid = False
+        if not valid:
             raise FacilityRejected(f"the {facility.name} form rejected the request: {form.errors.as_json()}")
         payload = form.observation_payload()
         errors = _validation_errors(facility.validate_observation(payload))

@@ -23,7 +23,7 @@ from tom_mma import signals
 from tom_mma.gw.observations import link_observation
 from tom_mma.models import GWEvent, ObservationTrigger
 
-from .rules import get_rule
+from .rules import get_rule, is_transient_facility_error
 
 __all__ = [
     "FacilityUnavailable",
@@ -39,19 +39,6 @@ logger = logging.getLogger(__name__)
 
 class FacilityUnavailable(Exception):
     """The facility could not be reached, timed out or failed on its side: trying again later may succeed."""
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """Whether a facility's error says "try again later": no connection, a timeout, an HTTP 5xx.
-
-    ``requests``' errors are ``OSError`` subclasses; an ``HTTPError`` carries the response, whose status
-    separates a server's failure (5xx, retried) from a refusal (4xx, not).
-    """
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if status is not None:
-        return status >= 500 or status == 429
-    return isinstance(exc, OSError | TimeoutError)
 
 
 def _link_to_event(superevent_id: str, observation: ObservationRecord) -> None:
@@ -94,7 +81,7 @@ def submit_trigger(trigger_id: int) -> ObservationTrigger:
         # ingest is committed and correct: the failure is recorded on the trigger (the admin shows it and can
         # submit it again) and logged; a transient one is retried.
         error = f"{type(exc).__name__}: {exc}"[:10000]
-        if _is_transient(exc):
+        if is_transient_facility_error(exc):
             ObservationTrigger.objects.filter(pk=trigger_id).update(
                 status=ObservationTrigger.Status.PENDING, error=f"attempt {trigger.attempts}: {error}",
                 modified=timezone.now(),
