@@ -94,8 +94,8 @@ def check_publishing(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 hint="Set TOM_MMA_BROKER['KAFKA_USERNAME'] and ['KAFKA_PASSWORD'] from the environment.",
                 id="tom_mma_broker.E003"))  # fmt: skip
     floor = broker_settings.PUBLISH_FLOOR
-    if not isinstance(floor, int | float) or not 0 <= floor <= 1:
-        errors.append(checks.Error(f"PUBLISH_FLOOR must be a score in [0, 1], not {floor!r}",
+    if floor is not None and (not isinstance(floor, int | float) or not 0 <= floor <= 1):
+        errors.append(checks.Error(f"PUBLISH_FLOOR must be a score in [0, 1] or None, not {floor!r}",
                                    id="tom_mma_broker.E004"))  # fmt: skip
     return errors
 
@@ -108,5 +108,5 @@ def check_classifier_artifact(app_configs=None, **kwargs) -> list[checks.CheckMe
     ok, message = verify_checksum(broker_settings.CLASSIFIER_ARTIFACT)
     if ok:
         return []
-    return [checks.Error(message, hint="Run ./manage.py trainkilonova, or fix TOM_MMA_BROKER['CLASSIFIER_ARTIFACT'].",
+    return [checks.Error(message, hint="Run ./manage.py trainclassifier, or fix TOM_MMA_BROKER['CLASSIFIER_ARTIFACT'].",
                          id="tom_mma_broker.E005")]  # fmt: skip

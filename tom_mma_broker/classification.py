@@ -19,6 +19,7 @@ from tom_mma.schemas.derived_alert import PhotometryPoint as AlertPoint
 
 from .classifier import NoDetectionsError, Observation, load_model
 from .classifier.features import canonical_band
+from .classifier_context import alert_floor, gw_context_for, stored_features
 from .conf import broker_settings
 from .models import Candidate, CandidatePoint, Classification, OutboxMessage
 
@@ -85,7 +86,7 @@ def classify_candidate(candidate_pk: int) -> Classification | None:
         for p in points
     ]  # fmt: skip
     try:
-        result = model.classify(observations)
+        result = model.classify(observations, gw_context_for(candidate))
     except NoDetectionsError:
         logger.info("candidate %s has no detection yet: not classified", candidate.name)
         return None
@@ -93,10 +94,10 @@ def classify_candidate(candidate_pk: int) -> Classification | None:
         with transaction.atomic():
             classification = Classification.objects.create(
                 candidate=candidate, model_version=result.model_version, input_digest=digest, score=result.score,
-                features=result.features, n_points=len(points), latest_point_mjd=points[-1].mjd,
+                features=stored_features(result, model), n_points=len(points), latest_point_mjd=points[-1].mjd,
                 source_message_ids=sorted({str(p.message_id) for p in points if p.message_id}),
             )  # fmt: skip
-            if broker_settings.PUBLISH_ENABLED and result.score >= broker_settings.PUBLISH_FLOOR:
+            if broker_settings.PUBLISH_ENABLED and result.score >= alert_floor(model, broker_settings.PUBLISH_FLOOR):
                 alert = derived_alert_for(classification, points)
                 OutboxMessage.objects.create(
                     alert_id=uuid.UUID(alert.alert_id), topic=broker_settings.RESULTS_TOPIC,

@@ -57,8 +57,10 @@ SUPERNOVA_KINDS = ("SN Ia", "SN Ibc", "SN II", "SN Ibn/Icn", "SLSN")
 
 EVAL_DAYS = (1.0, 2.0, 3.0, 5.0, 10.0)
 
-# the evidence rules of the operating point (the thresholds are chosen by training)
+# the evidence rules of the operating point (the thresholds are chosen by training), and the score from which
+# a classification yields a derived alert: more likely a kilonova than not, under the prior of one half
 EVIDENCE_RULES = {
+    "alert_floor": 0.5,
     "min_detections": 2,
     "min_span_days": 0.1,
     "single_max_days_since_merger": 1.0,
