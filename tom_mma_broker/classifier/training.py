@@ -43,6 +43,7 @@ __all__ = [
     "replay",
     "score_trajectory",
     "simulate",
+    "split_examples",
     "train",
     "train_and_save",
 ]
@@ -102,6 +103,25 @@ def simulate(config: TrainingConfig, rng: np.random.Generator) -> list[Example]:
                 break
         examples.append(example)
     return examples
+
+
+def split_examples(
+    config: TrainingConfig, rng: np.random.Generator | None = None
+) -> tuple[list[Example], list[Example], list[Example]]:
+    """The simulated light curves of a training run, split by curve into train, calibration and test.
+
+    With ``rng`` None, a generator is made from ``config.seed``: the same split as the training run's (the
+    evaluation report uses it to score the test split again).
+    """
+    rng = np.random.default_rng(config.seed) if rng is None else rng
+    examples = simulate(config, rng)
+    order = rng.permutation(len(examples))
+    n_test = int(round(config.test_fraction * len(examples)))
+    n_cal = int(round(config.calibration_fraction * len(examples)))
+    test = [examples[i] for i in sorted(order[:n_test])]
+    cal = [examples[i] for i in sorted(order[n_test : n_test + n_cal])]
+    fit_set = [examples[i] for i in sorted(order[n_test + n_cal :])]
+    return fit_set, cal, test
 
 
 def _first_detection_index(observations: Sequence[Observation]) -> int | None:
@@ -379,14 +399,10 @@ def _train(config: TrainingConfig) -> tuple[Any, dict[str, Any]]:
 
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
-    examples = simulate(config, rng)
-    logger.info("simulated %s light curves in %.1f s", len(examples), time.perf_counter() - started)
-    order = rng.permutation(len(examples))
-    n_test = int(round(config.test_fraction * len(examples)))
-    n_cal = int(round(config.calibration_fraction * len(examples)))
-    test = [examples[i] for i in sorted(order[:n_test])]
-    cal = [examples[i] for i in sorted(order[n_test : n_test + n_cal])]
-    fit_set = [examples[i] for i in sorted(order[n_test + n_cal :])]
+    fit_set, cal, test = split_examples(config, rng)
+    logger.info(
+        "simulated %s light curves in %.1f s", len(fit_set) + len(cal) + len(test), time.perf_counter() - started
+    )
 
     x_rows, y, _ = _rows(fit_set, rng, config)
     cal_rows, y_cal, cal_curves = _rows(cal, rng, config)
