@@ -5,10 +5,10 @@ detections, with or without GW context), fitted on held-out simulations with bot
 weight: the score is the probability that the light curve is a kilonova **under a prior of one half**
 (the training mix), not the rate of kilonovae among real transients.
 
-The uncertainty of a score is the 90 % interval of the kilonova fraction among the calibration rows of
-the same group and raw-score bin (a Jeffreys Beta interval, the binomial uncertainty of a fraction
-estimated from that many simulated light curves, counting each curve once however many of its prefixes
-fall in the bin): wide for one-point light curves, whose bins mix both classes.
+The uncertainty of a score is a 90 % Jeffreys (Beta) interval around it, the binomial uncertainty of a
+fraction measured on as many simulated light curves as the calibration split has in the same group and
+raw-score bin (each curve counted once however many of its prefixes fall in the bin): wide where few
+simulations look like the light curve, and for one-point light curves, whose scores sit mid-range.
 
 The operating point (:func:`decide`) says when a light curve is a candidate: a calibrated score at least
 the threshold chosen on held-out simulated supernovae, and enough evidence: never a single detection (or
@@ -113,8 +113,6 @@ def fit_calibration(
         Per group: the Platt coefficients, the calibrated curve tabulated at knots ``x``/``y``, raw-score
         bin ``edges`` and each bin's ``low``/``high`` interval, light-curve count ``n`` and ``fraction``.
     """
-    from scipy.stats import beta
-
     groups_arr = np.asarray(groups)
     curves_arr = np.arange(len(y)) if curves is None else np.asarray(curves)
     tables: dict[str, Any] = {"prior": 0.5, "level": _LEVEL, "groups": {}}
@@ -137,11 +135,12 @@ def fit_calibration(
             in_bin = (r >= edges[k]) & ((r < edges[k + 1]) | (k == len(edges) - 2))
             rows = int(in_bin.sum())
             n = len(set(c[in_bin].tolist()))
-            # the weighted kilonova fraction, as counts of n independent draws (Jeffreys prior)
-            frac = float(np.dot(w[in_bin], t[in_bin]) / w[in_bin].sum()) if rows else 0.5
-            a, b = frac * n + 0.5, (1 - frac) * n + 0.5
-            low.append(float(beta.ppf((1 - _LEVEL) / 2, a, b)))
-            high.append(float(beta.ppf(1 - (1 - _LEVEL) / 2, a, b)))
+            # the calibrated score of the bin (weighted mean) as counts of n independent draws (Jeffreys prior)
+            cal = 1.0 / (1.0 + np.exp(-(a * z[in_bin] + b)))
+            frac = float(np.dot(w[in_bin], cal) / w[in_bin].sum()) if rows else 0.5
+            lo, hi = _beta_interval(frac, n)
+            low.append(lo)
+            high.append(hi)
             count.append(n)
             fraction.append(frac)
         tables["groups"][name] = {
@@ -168,14 +167,28 @@ def apply_calibration(tables: Mapping[str, Any], raw: np.ndarray, groups: Sequen
     return out
 
 
-def interval(tables: Mapping[str, Any], raw: float, group: str) -> tuple[float, float]:
-    """The 90 % interval of the kilonova probability of one raw score (``(0, 1)`` where unknown)."""
+def _beta_interval(p: float, n: int) -> tuple[float, float]:
+    from scipy.stats import beta
+
+    a, b = p * n + 0.5, (1 - p) * n + 0.5
+    return float(beta.ppf((1 - _LEVEL) / 2, a, b)), float(beta.ppf(1 - (1 - _LEVEL) / 2, a, b))
+
+
+def interval(tables: Mapping[str, Any], raw: float, group: str, score: float | None = None) -> tuple[float, float]:
+    """The 90 % interval of the kilonova probability of one light curve (``(0, 1)`` where unknown).
+
+    A Jeffreys interval around the calibrated ``score`` (the bin's mean calibrated score if not given), as
+    if it were a fraction measured on the bin's number of distinct calibration light curves: the fewer
+    simulations look like this one, the wider.
+    """
     table = tables.get("groups", {}).get(group)
     if table is None:
         return 0.0, 1.0
     k = int(np.searchsorted(table["edges"], raw, side="right")) - 1
     k = min(max(k, 0), len(table["low"]) - 1)
-    return float(table["low"][k]), float(table["high"][k])
+    if score is None:
+        return float(table["low"][k]), float(table["high"][k])
+    return _beta_interval(float(score), int(table["n"][k]))
 
 
 @dataclass(frozen=True)

@@ -234,7 +234,7 @@ class KilonovaModel:
                     score=float(score),
                     model_version=self.version,
                     features=clean,
-                    score_interval=interval(tables, float(r), group),
+                    score_interval=interval(tables, float(r), group, float(score)),
                     is_candidate=decision.is_candidate,
                     reason=decision.reason,
                     evidence=evidence,
