@@ -22,6 +22,7 @@ Missing features (a band never seen, a rate that needs two points, no GW context
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -198,6 +199,7 @@ def _key(band: str) -> str:
     return "".join(ch for ch in str(band).strip() if ch not in " _-:.'")
 
 
+@functools.lru_cache(maxsize=4096)
 def photometric_band(band: str, system: str | None = None) -> tuple[str, float] | None:
     """Canonical band of a filter name and the offset that makes its magnitudes AB.
 
@@ -218,6 +220,8 @@ def photometric_band(band: str, system: str | None = None) -> tuple[str, float] 
     ------
     ValueError
         ``system`` is neither AB nor Vega.
+
+    The answer is cached per (band, system): a survey writes few distinct names.
 
     Examples
     --------
