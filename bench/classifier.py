@@ -9,8 +9,8 @@
   light curve at a time: features only, no model. ``ratio_vs_light_curve`` is ours (one by one) over it.
 * Latency through a Redis-backed worker: a Celery worker (solo pool) of the example TOM on Redis and
   PostgreSQL; for ``--latency-candidates`` candidates, photometry points are stored and
-  ``classify_candidate`` enqueued; the time from the enqueue to the stored classification row (its
-  ``created`` timestamp), p50 and p99.
+  ``classify_candidate`` enqueued, one candidate every ``--latency-gap`` seconds; the time from the enqueue
+  to the stored classification row (its ``created`` timestamp), p50 and p99.
 
 The last line printed is one JSON object.
 
@@ -131,7 +131,7 @@ def peer(lcs: list[list]) -> dict:
     }
 
 
-def latency(n: int, redis_url: str) -> dict:
+def latency(n: int, redis_url: str, gap: float) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="tom-mma-bench-classifier-"))
     db = f"tom_mma_benchcls_{uuid.uuid4().hex[:8]}"
     subprocess.run(["psql", PG_ADMIN, "-qc", f"CREATE DATABASE {db}"], check=True)
@@ -185,7 +185,7 @@ def latency(n: int, redis_url: str) -> dict:
             )  # fmt: skip
             enqueued[cand.pk] = time.time()
             classify_candidate.delay(cand.pk)
-            time.sleep(0.02)  # a stream of new photometry, not one burst
+            time.sleep(gap)  # a stream of new photometry, not one burst
         deadline = time.time() + 300
         while Classification.objects.filter(candidate_id__in=enqueued).count() < len(enqueued):
             if time.time() > deadline:
@@ -199,7 +199,8 @@ def latency(n: int, redis_url: str) -> dict:
             "p50_s": round(percentile(delays, 0.5), 4),
             "p99_s": round(percentile(delays, 0.99), 4),
             "max_s": round(max(delays), 4),
-            "latency_setup": "1 celery worker (solo pool) on Redis, PostgreSQL; enqueue -> stored classification",
+            "latency_setup": f"1 celery worker (solo pool) on Redis, PostgreSQL; a candidate every {gap} s; "
+            "enqueue -> stored classification",
         }
     finally:
         worker.terminate()
@@ -216,6 +217,7 @@ def main() -> None:
     parser.add_argument("--prefixes", type=int, default=10)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--latency-candidates", type=int, default=200, help="0: skip the worker latency")
+    parser.add_argument("--latency-gap", type=float, default=0.1, help="seconds between two enqueued candidates")
     parser.add_argument("--redis-url", default=REDIS_URL, help=f"Celery broker (default {REDIS_URL}; emptied)")
     args = parser.parse_args()
     lcs = light_curves(args.curves, args.prefixes)
@@ -224,7 +226,7 @@ def main() -> None:
     figures.update(peer(lcs))
     figures["ratio_vs_light_curve"] = round(figures["lightcurves_per_s"] / figures["peer_lightcurves_per_s"], 3)
     if args.latency_candidates:
-        figures.update(latency(args.latency_candidates, args.redis_url))
+        figures.update(latency(args.latency_candidates, args.redis_url, args.latency_gap))
     print(json.dumps(figures))
 
 
