@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import doctest
 import hashlib
+import io
 import json
 import math
 import shutil
@@ -586,7 +587,9 @@ def test_trainkilonova_reproduces_the_shipped_artifact(tmp_path, shipped, at2017
     import skops
     from django.core.management import call_command
 
-    call_command("trainkilonova", out=str(tmp_path))  # the alias of trainclassifier
+    out = io.StringIO()
+    call_command("trainkilonova", out=str(tmp_path), stdout=out)  # the alias of trainclassifier
+    assert f'"CLASSIFIER_ARTIFACT": "{tmp_path / "kilonova-v2.skops"}"' in out.getvalue()  # how to use it
     retrained = load_model(tmp_path / "kilonova-v2.skops")
     rows = [extract_features(prefix, context) for prefix, context in _reference_prefixes(at2017gfo_decam)]
     assert len(rows) > 500
