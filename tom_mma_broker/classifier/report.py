@@ -271,7 +271,7 @@ def write_report(
         f"any moment of their whole light curves: **{real['passing_ever']} of 30**. Inside a mock GW event's "
         f"90 % region (5 mock events each): **{real['gw_passed']} of {real['gw_trials']}** pass in their first "
         "5 days. (Never trained on; but two design choices of v2 followed a look at these replays, see "
-        "docs/classifier.md, \"How blind these figures are\".)",
+        'docs/classifier.md, "How blind these figures are".)',
         "",
         "| object | ALeRCE class | points | max score, first 5 d | passes (5 d / ever) | mock GW events passed |",
         "|---|---|---|---|---|---|",
