@@ -82,7 +82,7 @@ def classify_candidate(candidate_pk: int) -> Classification | None:
         return None
     observations = [
         Observation(mjd=p.mjd, band=p.band, magnitude=p.magnitude, magnitude_error=p.magnitude_error,
-                    upper_limit=p.upper_limit)
+                    upper_limit=p.upper_limit, system=p.system or None)
         for p in points
     ]  # fmt: skip
     try:
