@@ -106,7 +106,7 @@ def test_the_sweep_skips_candidates_the_classifier_cannot_classify():
     from tom_mma_broker.classification import unclassified_candidates
     from tom_mma_broker.tasks import sweep
 
-    _candidate_with("only-nir", [("J", False), ("H", False), ("g", True)])  # NoDetectionsError
+    _candidate_with("only-uv", [("UVW1", False), ("w", False), ("g", True)])  # NoDetectionsError: UV, unfiltered
     ztf = _candidate_with("ztf-r", [("ZTF_r", False), ("ztfg", False)])
     assert list(unclassified_candidates()) == [ztf]
     assert sweep()["classify"] == 1  # eager here: ztf-r is classified now

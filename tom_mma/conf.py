@@ -31,6 +31,16 @@ DEFAULTS: dict = {
     # no GW event, or whose event has no sky map yet, waits (re-evaluated when the sky map arrives).
     # True: in those two cases the score alone decides.
     "OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP": False,
+    # The LVK-notice gate of the default rule (tom_mma.followup_gates.lvk_gate), as the LVK user guide filters:
+    # only significant alerts below a false-alarm rate (Hz; None: no limit; default one per month), of these
+    # analysis groups, and for CBC events a neutron star (HasNS), matter left outside (HasRemnant; 0: not
+    # checked) and a terrestrial probability at most this (1: not checked).
+    "OBSERVATION_REQUIRE_SIGNIFICANT": True,
+    "OBSERVATION_MAX_FAR_HZ": 1.0 / (30 * 86400.0),
+    "OBSERVATION_GW_GROUPS": ["CBC"],
+    "OBSERVATION_MIN_HAS_NS": 0.5,
+    "OBSERVATION_MIN_HAS_REMNANT": 0.0,
+    "OBSERVATION_MAX_P_TERRESTRIAL": 0.5,
     # OIDC login (tom_mma.auth.OIDCBackend, docs/oidc.md). The claim a new user's username comes from
     # (then the email's local part, then ``sub``), the groups a new user joins, whether a user is only
     # matched on a verified email address, whether staff may log in through OIDC (the TOM's own second

@@ -38,6 +38,7 @@ from tom_observations.models import ObservationRecord
 
 from tom_mma import signals
 from tom_mma.conf import mma_settings
+from tom_mma.followup_gates import classifier_verdict, lvk_gate_for_event
 from tom_mma.gw.ranking import credible_level
 from tom_mma.models import GWEvent, ObservationTrigger
 from tom_mma.schemas.derived_alert import DerivedAlert
@@ -253,8 +254,10 @@ class KilonovaScoreRule(ObservationRule):
         threshold = float(setting("OBSERVATION_SCORE_THRESHOLD"))
         score = alert.kilonova_score
         details: dict[str, Any] = {"score": score, "threshold": threshold, "gw_event": alert.gw_event}
-        if score < threshold:
-            return RuleDecision(False, f"score {score:.3f} below threshold {threshold:.3f}", details)
+        verdict = classifier_verdict(score, alert.features, threshold)  # the classifier's operating point
+        details.update(verdict.details)
+        if not verdict.passes:
+            return RuleDecision(False, verdict.reason, details)
         score_only = bool(setting("OBSERVATION_SCORE_ONLY_WITHOUT_SKYMAP"))
         if not alert.gw_event:
             details["region"] = "no event"
@@ -280,10 +283,14 @@ class KilonovaScoreRule(ObservationRule):
         details["credible_level"] = level
         if level <= level_limit:
             details["region"] = "inside"
+            gate = lvk_gate_for_event(alert.gw_event)  # what kind of event: significant, FAR, CBC, HasNS...
+            details["lvk_gate"] = {**gate.details, "passes": gate.passes, "reason": gate.reason}
+            if not gate.passes:
+                return RuleDecision(False, f"{alert.gw_event} not followed up: {gate.reason}", details)
             return RuleDecision(
                 True,
-                f"score {score:.3f} >= {threshold:.3f}; "
-                f"inside the {level_limit:.0%} region of {alert.gw_event} (level {level:.3f})",
+                f"{verdict.reason}; "
+                f"inside the {level_limit:.0%} region of {alert.gw_event} (level {level:.3f}); {gate.reason}",
                 details,
             )
         details["region"] = "outside"

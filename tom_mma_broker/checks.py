@@ -94,8 +94,8 @@ def check_publishing(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 hint="Set TOM_MMA_BROKER['KAFKA_USERNAME'] and ['KAFKA_PASSWORD'] from the environment.",
                 id="tom_mma_broker.E003"))  # fmt: skip
     floor = broker_settings.PUBLISH_FLOOR
-    if not isinstance(floor, int | float) or not 0 <= floor <= 1:
-        errors.append(checks.Error(f"PUBLISH_FLOOR must be a score in [0, 1], not {floor!r}",
+    if floor is not None and (not isinstance(floor, int | float) or not 0 <= floor <= 1):
+        errors.append(checks.Error(f"PUBLISH_FLOOR must be a score in [0, 1] or None, not {floor!r}",
                                    id="tom_mma_broker.E004"))  # fmt: skip
     return errors
 
@@ -109,7 +109,7 @@ def check_classifier_artifact(app_configs=None, **kwargs) -> list[checks.CheckMe
     if ok:
         return []
     hint = (
-        "tom-mma ships the artifact: reinstall it, or train one (./manage.py trainkilonova --out DIR) "
-        "and set TOM_MMA_BROKER['CLASSIFIER_ARTIFACT'] to DIR/kilonova-v1.skops."
+        "tom-mma ships the artifact: reinstall it, or train one (./manage.py trainclassifier --out DIR) "
+        "and set TOM_MMA_BROKER['CLASSIFIER_ARTIFACT'] to the .skops file it prints."
     )
     return [checks.Error(message, hint=hint, id="tom_mma_broker.E005")]

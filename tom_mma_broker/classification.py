@@ -18,6 +18,7 @@ from tom_mma.schemas.derived_alert import AlertCandidate, AlertPoint, DerivedAle
 
 from .classifier import NoDetectionsError, Observation, load_model
 from .classifier.features import canonical_band
+from .classifier_context import alert_floor, gw_context_for, stored_features
 from .conf import broker_settings
 from .models import Candidate, CandidatePoint, Classification
 from .outbox import queue_alert, queue_retractions
@@ -81,11 +82,11 @@ def score_candidate(candidate_pk: int) -> Classification | None:
         return None
     observations = [
         Observation(mjd=p.mjd, band=p.band, magnitude=p.magnitude, magnitude_error=p.magnitude_error,
-                    upper_limit=p.upper_limit)
+                    upper_limit=p.upper_limit, system=p.system or None)
         for p in points
     ]  # fmt: skip
     try:
-        result = model.classify(observations)
+        result = model.classify(observations, gw_context_for(candidate))
     except NoDetectionsError:
         logger.info("candidate %s has no detection yet: not classified", candidate.name)
         return None
@@ -93,10 +94,10 @@ def score_candidate(candidate_pk: int) -> Classification | None:
         with transaction.atomic():
             classification = Classification.objects.create(
                 candidate=candidate, model_version=result.model_version, input_digest=digest, score=result.score,
-                features=result.features, n_points=len(points), latest_point_mjd=points[-1].mjd,
+                features=stored_features(result, model), n_points=len(points), latest_point_mjd=points[-1].mjd,
                 source_message_ids=sorted({str(p.message_id) for p in points if p.message_id}),
             )  # fmt: skip
-            if broker_settings.PUBLISH_ENABLED and result.score >= broker_settings.PUBLISH_FLOOR:
+            if broker_settings.PUBLISH_ENABLED and result.score >= alert_floor(model, broker_settings.PUBLISH_FLOOR):
                 queue_alert(derived_alert_for(classification, points), broker_settings.RESULTS_TOPIC, classification)
                 if candidate.gw_event and is_retracted(candidate.gw_event):
                     # the score stands, the event it cites does not: the retraction follows the alert

@@ -37,15 +37,17 @@ DEFAULTS = {
     "KAFKA_URL": "embedded",
     "KAFKA_USERNAME": "",
     "KAFKA_PASSWORD": "",
-    # Where derived alerts go, and the score below which a classification yields none.
+    # Where derived alerts go, and the score below which a classification yields none (None: the classifier's
+    # declared alert floor, from its operating point in the artifact's metadata).
     "RESULTS_TOPIC": "tom-mma.derived",
     "PUBLISH_ENABLED": True,
-    "PUBLISH_FLOOR": 0.1,
+    "PUBLISH_FLOOR": None,
     # Seconds the outbox publisher waits for the broker to take a batch before trying again later.
     "PUBLISH_TIMEOUT_S": 30.0,
     # Photometry of one object within this cone (arcsec) merges into one candidate.
     "CANDIDATE_MERGE_RADIUS_ARCSEC": 2.0,
-    # The classifier artifact (None: the one shipped with tom-mma).
+    # The classifier artifact, a .skops file with its .json beside it (None: the one shipped with tom-mma);
+    # ./manage.py trainclassifier prints the value for the one it builds. Checked by tom_mma_broker.E005.
     "CLASSIFIER_ARTIFACT": None,
     # --- the SNEWS 2.0 coincidence decider (tom_mma_broker.snews) ---
     # Coincidence window, cache lifetime of a message after its arrival, and how long a heartbeat keeps a

@@ -7,11 +7,11 @@ Examples
 --------
 >>> from tom_mma_broker.classifier import Observation, classify
 >>> result = classify([Observation(60000.0, "g", 19.0, 0.05), Observation(60001.0, "g", 20.0, 0.08)])
->>> 0.0 <= result.score <= 1.0, result.model_version.startswith("kilonova-v1+")
-(True, True)
+>>> 0.0 <= result.score <= 1.0, result.model_version.startswith("kilonova-v2+"), result.is_candidate
+(True, True, False)
 """
 
-from .features import FEATURE_NAMES, Observation, extract_features
+from .features import FEATURE_NAMES, GWContext, Observation, extract_features
 from .model import (
     ArtifactError,
     Classification,
@@ -24,6 +24,7 @@ from .model import (
 
 __all__ = [
     "FEATURE_NAMES",
+    "GWContext",
     "ArtifactError",
     "Classification",
     "KilonovaModel",

@@ -16,13 +16,14 @@ import math
 import threading
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .features import FEATURE_NAMES, Observation, detections, extract_features
+from .calibration import apply_calibration, decide, group_of, interval
+from .features import FEATURE_NAMES, GWContext, Observation, canonical_band, detections, extract_features, unused_bands
 
 __all__ = [
     "DEFAULT_ARTIFACT",
@@ -35,11 +36,12 @@ __all__ = [
     "classify",
     "load_model",
     "save_artifact",
+    "tables_sha256",
 ]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "kilonova-v1.skops"
+DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "kilonova-v2.skops"
 """The artifact shipped with the package."""
 
 # The types skops does not trust by default that a HistGradientBoostingClassifier needs. Anything else in
@@ -52,7 +54,7 @@ class ArtifactError(Exception):
 
 
 class NoDetectionsError(ValueError):
-    """The light curve has no detection in g, r or i, so there is nothing to classify."""
+    """The light curve has no detection in a band the classifier uses, so there is nothing to classify."""
 
 
 @dataclass(frozen=True)
@@ -62,22 +64,45 @@ class Classification:
     Parameters
     ----------
     score
-        Probability (0-1) that the light curve is a kilonova, under the training mix of the model
-        (half kilonovae): not a posterior with the real rate of kilonovae among transients.
+        Calibrated probability (0-1) that the light curve is a kilonova, under the prior of the training
+        mix (one half, see :mod:`~tom_mma_broker.classifier.calibration`): not the rate of kilonovae among
+        real transients.
     model_version
-        ``"<version>+<first 12 hex digits of the artifact's sha256>"``, e.g. ``"kilonova-v1+0123456789ab"``.
+        ``"<version>+<first 12 hex digits of the artifact's sha256>"``, e.g. ``"kilonova-v2+0123456789ab"``.
     features
         The features the model used (:data:`~tom_mma_broker.classifier.features.FEATURE_NAMES`), JSON
         serialisable: ``None`` where a feature could not be computed.
+    score_interval
+        The 90 % interval of the probability (wide for one to three points).
+    is_candidate
+        Whether the light curve passes the classifier's declared operating point.
+    reason
+        Why it passes or not, in words.
+    evidence
+        What the score rests on: ``n_detections``, ``bands``, ``span_days``, ``gw_context`` and
+        ``unused_bands`` (bands the classifier cannot place; their points were not used).
     """
 
     score: float
     model_version: str
     features: dict[str, float | None]
+    score_interval: tuple[float, float] = (0.0, 1.0)
+    is_candidate: bool = False
+    reason: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def tables_sha256(metadata: dict[str, Any]) -> str:
+    """sha256 of the decision tables in the metadata (calibration and operating point, canonical JSON).
+
+    They decide as much as the estimator does, so they are checked like it (``tables_sha256``).
+    """
+    tables = {"calibration": metadata.get("calibration"), "operating_point": metadata.get("operating_point")}
+    return _sha256(json.dumps(tables, sort_keys=True, separators=(",", ":")).encode())
 
 
 def _normalised_zip(data: bytes) -> bytes:
@@ -147,22 +172,75 @@ class KilonovaModel:
         """``"<version>+<first 12 hex of sha256>"``: what every result row stores."""
         return f"{self.metadata['version']}+{self.metadata['sha256'][:12]}"
 
-    def predict_proba(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
-        """Kilonova probabilities of feature dicts (as from :func:`extract_features`)."""
-        matrix = np.array([[row[name] for name in FEATURE_NAMES] for row in rows], dtype=float)
-        with self._threads.limit(limits=1, user_api="openmp"):
-            return self.estimator.predict_proba(matrix.reshape(len(rows), len(FEATURE_NAMES)))[:, 1]
+    @property
+    def operating_point(self) -> dict[str, Any]:
+        """The declared operating point (see :func:`~tom_mma_broker.classifier.calibration.decide`)."""
+        return dict(self.metadata["operating_point"])
 
-    def classify(self, observations: Sequence[Observation]) -> Classification:
+    def _matrix(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
+        matrix = np.array([[row[name] for name in FEATURE_NAMES] for row in rows], dtype=float)
+        return matrix.reshape(len(rows), len(FEATURE_NAMES))
+
+    def raw_proba(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
+        """Uncalibrated model outputs of feature dicts (as from :func:`extract_features`)."""
+        if not rows:
+            return np.zeros(0)
+        with self._threads.limit(limits=1, user_api="openmp"):
+            return self.estimator.predict_proba(self._matrix(rows))[:, 1]
+
+    def predict_proba(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
+        """Calibrated kilonova probabilities of feature dicts (as from :func:`extract_features`)."""
+        raw = self.raw_proba(rows)
+        return apply_calibration(self.metadata.get("calibration", {}), raw, [group_of(row) for row in rows])
+
+    def classify(self, observations: Sequence[Observation], context: GWContext | None = None) -> Classification:
         """Score a light curve; see :func:`classify`."""
-        if not detections(observations):
-            raise NoDetectionsError(
-                "the light curve has no detection in g, r or i (other bands and upper limits alone are not classified)"
+        return self.classify_many([(observations, context)])[0]
+
+    def classify_many(self, curves: Sequence[tuple[Sequence[Observation], GWContext | None]]) -> list[Classification]:
+        """Score several light curves in one call of the model (what a batched worker does).
+
+        Raises
+        ------
+        NoDetectionsError
+            When one of them has no detection in a band the classifier uses.
+        """
+        rows = []
+        for observations, context in curves:
+            if not detections(observations):
+                raise NoDetectionsError(
+                    "the light curve has no detection in a band the classifier uses "
+                    f"(upper limits alone, or only bands it cannot place: {unused_bands(observations)})"
+                )
+            rows.append(extract_features(observations, context))
+        raw = self.raw_proba(rows)
+        tables = self.metadata.get("calibration", {})
+        groups = [group_of(row) for row in rows]
+        scores = apply_calibration(tables, raw, groups)
+        results = []
+        for (observations, context), row, r, group, score in zip(curves, rows, raw, groups, scores, strict=True):
+            clean = {name: (None if math.isnan(value) else float(value)) for name, value in row.items()}
+            decision = decide(float(score), clean, self.metadata["operating_point"])
+            dets = detections(observations)
+            evidence = {
+                "n_detections": len(dets),
+                "bands": sorted({canonical_band(o.band) for o in dets}, key="ugrizyJHK".index),
+                "span_days": round(float(row["span_days"]), 6),
+                "gw_context": context is not None,
+                "unused_bands": unused_bands(observations),
+            }
+            results.append(
+                Classification(
+                    score=float(score),
+                    model_version=self.version,
+                    features=clean,
+                    score_interval=interval(tables, float(r), group, float(score)),
+                    is_candidate=decision.is_candidate,
+                    reason=decision.reason,
+                    evidence=evidence,
+                )
             )
-        features = extract_features(observations)
-        score = float(self.predict_proba([features])[0])
-        clean = {name: (None if math.isnan(value) else float(value)) for name, value in features.items()}
-        return Classification(score=score, model_version=self.version, features=clean)
+        return results
 
 
 def build_platform() -> str:
@@ -211,9 +289,12 @@ def verify_checksum(path: str | Path | None = None) -> tuple[bool, str]:
     if not resolved.exists() or not meta_path.exists():
         return False, f"classifier artifact missing: {resolved} (or its metadata {meta_path.name})"
     try:
-        expected = json.loads(meta_path.read_text())["sha256"]
+        metadata = json.loads(meta_path.read_text())
+        expected = metadata["sha256"]
     except (ValueError, KeyError) as exc:
         return False, f"classifier metadata {meta_path} unreadable: {exc}"
+    if metadata.get("tables_sha256") != tables_sha256(metadata):
+        return False, f"classifier metadata {meta_path}: calibration or operating point altered (tables_sha256)"
     actual = _sha256(resolved.read_bytes())
     if actual != expected:
         return False, f"classifier artifact {resolved}: sha256 {actual[:12]}..., metadata says {expected[:12]}..."
@@ -228,7 +309,9 @@ def _load(path: Path) -> KilonovaModel:
         data = path.read_bytes()
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ArtifactError(f"classifier artifact missing: {exc.filename} (run ./manage.py trainkilonova to make one)")
+        raise ArtifactError(
+            f"classifier artifact missing: {exc.filename} (run ./manage.py trainclassifier to make one)"
+        )
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"classifier metadata {meta_path} is not valid JSON: {exc}")
     digest = _sha256(data)
@@ -237,10 +320,14 @@ def _load(path: Path) -> KilonovaModel:
             f"classifier artifact {path} has sha256 {digest}, its metadata {meta_path.name} says "
             f"{metadata.get('sha256')}: the file was altered or does not belong to this metadata"
         )
+    if metadata.get("tables_sha256") != tables_sha256(metadata):
+        raise ArtifactError(
+            f"classifier metadata {meta_path}: its calibration or operating point was altered (tables_sha256)"
+        )
     if list(metadata.get("feature_names", [])) != list(FEATURE_NAMES):
         raise ArtifactError(
             f"classifier artifact {path} was trained on other features than this code computes; "
-            "retrain it with ./manage.py trainkilonova"
+            "retrain it with ./manage.py trainclassifier"
         )
     try:
         estimator = skops.io.loads(data, trusted=TRUSTED_TYPES)
@@ -273,7 +360,7 @@ def load_model(path: str | Path | None = None) -> KilonovaModel:
     try:
         stat = resolved.stat()
     except FileNotFoundError:
-        raise ArtifactError(f"classifier artifact missing: {resolved} (run ./manage.py trainkilonova to make one)")
+        raise ArtifactError(f"classifier artifact missing: {resolved} (run ./manage.py trainclassifier to make one)")
     key = (str(resolved), stat.st_size, stat.st_mtime_ns)
     with _cache_lock:
         model = _cache.get(key)
@@ -302,28 +389,31 @@ def artifact_status(path: str | Path | None = None) -> tuple[bool, str]:
     return True, f"kilonova classifier {model.version} verified"
 
 
-def classify(observations: Sequence[Observation]) -> Classification:
+def classify(observations: Sequence[Observation], context: GWContext | None = None) -> Classification:
     """Kilonova probability of a (partial) light curve, with the shipped model.
 
     Parameters
     ----------
     observations
         Every point seen so far of one candidate: detections and upper limits, any bands, any order.
+    context
+        The GW event the candidate may belong to (merger time, distance, credible level), if any.
 
     Returns
     -------
     Classification
-        Score, model version and the features used.
+        Calibrated score with its interval, the operating point's decision and reason, model version,
+        the features used and the evidence.
 
     Raises
     ------
     NoDetectionsError
-        (a ``ValueError``) when no point is a detection in g, r or i: there is no light curve to score
-        yet. Callers skip the candidate until a detection arrives.
+        (a ``ValueError``) when no point is a detection in a band the classifier uses: there is no light
+        curve to score yet. Callers skip the candidate until a detection arrives.
     ArtifactError
         The shipped artifact is missing or altered.
     """
-    return load_model().classify(observations)
+    return load_model().classify(observations, context)
 
 
 def save_artifact(estimator: Any, metadata: dict[str, Any], out_dir: str | Path, name: str) -> Path:
@@ -343,5 +433,6 @@ def save_artifact(estimator: Any, metadata: dict[str, Any], out_dir: str | Path,
     path = out / f"{name}.skops"
     path.write_bytes(data)
     full = {**metadata, "sha256": _sha256(data), "feature_names": list(FEATURE_NAMES)}
+    full["tables_sha256"] = tables_sha256(full)
     _metadata_path(path).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path

@@ -1,51 +1,84 @@
-"""Seeded generators of synthetic light curves: kilonovae and the transients that are not.
+"""Seeded generators of synthetic light curves: kilonovae and the transients that fool kilonova searches.
 
 Everything here is deterministic given a :class:`numpy.random.Generator`. The physics is deliberately
-simple and documented in ``docs/classifier.md``:
+simple and documented in ``docs/classifier.md``; every model gives AB magnitudes in the canonical bands
+``u g r i z y J H K`` (:data:`~tom_mma_broker.classifier.features.BANDS`).
 
-- **Kilonova** (positive): two components (blue, lanthanide-poor; red, lanthanide-rich), each an
-  Arnett-like diffusion of r-process heating (Korobkin et al. 2012, ``~2e10 (t/day)^-1.3 erg/s/g``)
-  times a thermalisation efficiency (Barnes et al. 2016 form), radiated by a blackbody photosphere
-  ``R = v t`` with a temperature floor (Villar et al. 2017 style). Ejecta mass 0.01-0.1 Msun in all,
-  velocity 0.2-0.3 c (blue) and 0.1-0.2 c (red), grey opacity 0.1-1 (blue) and 3-10 (red) cm^2/g,
-  distance 40-200 Mpc, observed from 0-3 days after the merger.
-- **Supernovae** (negative): Ia, Ibc, II (plateau) and superluminous, as a blackbody whose luminosity has a
-  Bazin rise and exponential decline (weeks) and whose temperature cools over weeks.
-- **Other fast transients** (negative): fast blue optical transients (days, stay hot), GRB afterglows
-  (power law in time and frequency, constant colour) and shock-cooling supernovae (a fast-fading, cooling
-  first peak over 1-4 days before a Ibc/IIb supernova): the real look-alikes of a kilonova.
+**Kilonovae** (positives), two published model families, half each:
 
-Every light curve is then observed by :func:`observe` with a random survey: cadence, bands, depth,
-photometric noise and upper limits, the same for all classes so that cadence teaches nothing.
+- ``"HN20"``: the Hotokezaka & Nakar (2020, ApJ 891, 152) heating/diffusion model of a power-law density
+  profile, from the PyPI package ``kilonova-heating-rate`` (a blackbody of the effective temperature it
+  returns). Parameter ranges as in that paper and Setzer et al. (2023): ejecta 0.01-0.1 Msun, inner
+  velocity 0.05-0.15 c, outer 0.2-0.4 c, density index 3-4.5, two opacity zones (inner lanthanide-rich
+  3-10 cm^2/g, outer lanthanide-poor 0.1-1 cm^2/g).
+- ``"2comp"``: two Arnett-like components (blue and red) of r-process heating (Korobkin et al. 2012)
+  times a thermalisation efficiency (Barnes et al. 2016), each a blackbody photosphere ``R = v t`` with a
+  temperature floor (Villar et al. 2017).
+
+Both at 40-300 Mpc (uniform in log distance), observed from 0-3 days after the merger.
+
+**Contaminants** (negatives, :data:`NEGATIVE_KINDS`): SNe Ia, II, Ibc, Ibn/Icn and superluminous, FBOTs,
+GRB afterglows on and off axis, shock-cooling supernovae, M-dwarf flares, dwarf novae and AGN flickering.
+
+Every light curve is then observed by :func:`observe` with a random survey (:data:`SURVEYS`): ZTF-like,
+Rubin-like, or a heterogeneous multi-telescope follow-up after a survey discovery, with its cadence, bands,
+depths, photometric noise and upper limits, the same for every class so that the cadence teaches nothing.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from .features import Observation
+from .features import BAND_WAVELENGTH_AA, BANDS, GWContext, Observation
 
 __all__ = [
-    "BAND_WAVELENGTH_AA",
     "KILONOVA",
     "NEGATIVE_KINDS",
+    "SURVEYS",
+    "Example",
     "kilonova_model",
+    "make_example",
     "make_light_curve",
+    "negative_model",
     "observe",
 ]
 
-BAND_WAVELENGTH_AA = {"g": 4750.0, "r": 6250.0, "i": 7650.0}
-"""Effective wavelengths of the simulated bands (Angstrom)."""
-
-# Galactic extinction A_band / E(B-V) (Schlafly & Finkbeiner 2011, R_V = 3.1, SDSS-like filters)
-_EXTINCTION_COEFF = {"g": 3.30, "r": 2.29, "i": 1.70}
+# Galactic extinction A_band / E(B-V) (Schlafly & Finkbeiner 2011, R_V = 3.1: SDSS ugriz, PS1 y, 2MASS JHKs)
+_EXTINCTION_COEFF = {
+    "u": 4.24,
+    "g": 3.30,
+    "r": 2.29,
+    "i": 1.70,
+    "z": 1.26,
+    "y": 1.08,
+    "J": 0.71,
+    "H": 0.45,
+    "K": 0.30,
+}
 
 KILONOVA = "kilonova"
-NEGATIVE_KINDS = ("SN Ia", "SN Ibc", "SN II", "SLSN", "FBOT", "afterglow", "shock-cooling SN")
-"""The kinds of synthetic negatives, drawn with equal probability."""
+NEGATIVE_KINDS = (
+    "SN Ia",
+    "SN Ibc",
+    "SN II",
+    "SN Ibn/Icn",
+    "SLSN",
+    "FBOT",
+    "afterglow",
+    "off-axis afterglow",
+    "shock-cooling SN",
+    "M-dwarf flare",
+    "dwarf nova",
+    "AGN",
+)
+"""The kinds of synthetic negatives, drawn in equal numbers."""
+
+SURVEYS = ("ZTF", "Rubin", "follow-up")
+"""The observing set-ups of :func:`observe`."""
 
 # physical constants (cgs)
 _C = 2.99792458e10
@@ -58,6 +91,30 @@ _DAY = 86400.0
 
 # a model: (times in days since explosion / merger, band) -> AB magnitude (inf where no flux)
 MagModel = Callable[[np.ndarray, str], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One synthetic light curve with what the simulation knows about it.
+
+    Parameters
+    ----------
+    kind
+        :data:`KILONOVA` or one of :data:`NEGATIVE_KINDS`.
+    observations
+        The observed points (detections and upper limits), sorted by time.
+    context
+        A GW context: for a kilonova its own merger and distance; for a contaminant an unrelated event
+        whose region it lies in (merger 0-3 days before its first detection, distance drawn as for
+        kilonovae). The credible level is uniform in 0-0.9 for both.
+    survey
+        One of :data:`SURVEYS`.
+    """
+
+    kind: str
+    observations: list[Observation]
+    context: GWContext
+    survey: str
 
 
 def _planck_nu(wavelength_aa: float, temperature: np.ndarray) -> np.ndarray:
@@ -80,29 +137,28 @@ def _arnett_luminosity(t_days: np.ndarray, mass_g: float, velocity_c: float, opa
     """Bolometric luminosity (erg/s) of radioactively heated ejecta, Arnett-like diffusion."""
     beta = 13.8  # geometric factor of the diffusion time (Arnett 1982; Villar et al. 2017)
     t_diff = math.sqrt(2 * opacity * mass_g / (beta * velocity_c * _C * _C)) / _DAY  # days
-    # r-process heating rate of Korobkin et al. (2012), ~2e10 (t/day)^-1.3 erg/s/g after an hour, with the
-    # thermalisation efficiency of Barnes et al. (2016, their fitting form, mid-range coefficients)
     a, b, d = 1.3, 0.2, 1.1
     tt = np.maximum(t_days, 1e-3)
     rate = 4e18 * (0.5 - np.arctan((tt * _DAY - 1.3) / 0.11) / math.pi) ** 1.3
     thermalisation = 0.36 * (np.exp(-a * tt) + np.log1p(2 * b * tt**d) / (2 * b * tt**d))
     heating = mass_g * rate * thermalisation
-    # L(t) = int_0^t 2 L_in(t') (t'/td) exp((t'^2 - t^2)/td^2) dt'/td on the grid (lower triangle)
-    x = tt / t_diff
-    w = np.gradient(tt) / t_diff
-    expo = np.exp(np.minimum(x[None, :] ** 2 - x[:, None] ** 2, 0.0))
-    kernel = np.tril(expo) * (2 * heating * x * w)[None, :]
-    return kernel.sum(axis=1)
+    # L(t) = exp(-x^2) int_0^x 2 H(x') x' exp(x'^2) dx' with x = t / t_diff, stepped exactly for a heating
+    # rate constant over each interval of the grid (stable however narrow the kernel is at late times)
+    x2 = (tt / t_diff) ** 2
+    lum = np.empty(len(tt))
+    previous, x2_prev = 0.0, 0.0
+    for n in range(len(tt)):
+        decay = math.exp(min(x2_prev - x2[n], 0.0))
+        h = heating[n] if n == 0 else 0.5 * (heating[n] + heating[n - 1])
+        previous = previous * decay + h * (1.0 - decay)
+        lum[n], x2_prev = previous, x2[n]
+    return lum
 
 
-def kilonova_model(rng: np.random.Generator) -> tuple[MagModel, dict[str, float]]:
-    """Draw a two-component kilonova at a random distance.
+_KN_GRID = np.geomspace(0.02, 40.0, 120)
 
-    Returns
-    -------
-    model, parameters
-        ``model(t_days_since_merger, band)`` gives AB magnitudes; ``parameters`` are the draws.
-    """
+
+def _two_component(rng: np.random.Generator) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, float]]:
     total_mass = rng.uniform(0.01, 0.1)
     blue_fraction = rng.uniform(0.2, 0.8)
     params = {
@@ -114,18 +170,60 @@ def kilonova_model(rng: np.random.Generator) -> tuple[MagModel, dict[str, float]
         "kappa_red": rng.uniform(3.0, 10.0),
         "tfloor_blue": rng.uniform(3000.0, 5000.0),
         "tfloor_red": rng.uniform(1500.0, 3000.0),
-        "distance_mpc": 40.0 * 5.0 ** rng.uniform(0.0, 1.0),
     }
-    grid = np.geomspace(0.02, 40.0, 160)
     components = []
     for part in ("blue", "red"):
-        lum = _arnett_luminosity(grid, params[f"m_{part}"] * _MSUN, params[f"v_{part}"], params[f"kappa_{part}"])
-        radius = params[f"v_{part}"] * _C * grid * _DAY
+        lum = _arnett_luminosity(_KN_GRID, params[f"m_{part}"] * _MSUN, params[f"v_{part}"], params[f"kappa_{part}"])
+        radius = params[f"v_{part}"] * _C * _KN_GRID * _DAY
         temp = (lum / (4 * math.pi * _SIGMA_SB * radius**2)) ** 0.25
         floor = params[f"tfloor_{part}"]
         # below the floor temperature the photosphere recedes into the ejecta
         radius = np.where(temp < floor, np.sqrt(lum / (4 * math.pi * _SIGMA_SB * floor**4)), radius)
         components.append((radius, np.maximum(temp, floor)))
+    return components, params
+
+
+def _hotokezaka_nakar(rng: np.random.Generator) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, float]]:
+    from astropy import units as u
+    from astropy.constants import c
+    from kilonova_heating_rate import lightcurve
+
+    params = {
+        "mass": rng.uniform(0.01, 0.1),
+        "v_min": rng.uniform(0.05, 0.15),
+        "v_max": rng.uniform(0.2, 0.4),
+        "n": rng.uniform(3.0, 4.5),
+        "kappa_inner": rng.uniform(3.0, 10.0),
+        "kappa_outer": 10 ** rng.uniform(-1.0, 0.0),
+        "v_split": rng.uniform(0.15, 0.25),
+    }
+    v_split = min(max(params["v_split"], params["v_min"] + 0.02), params["v_max"] - 0.02)
+    velocities = np.array([params["v_min"], v_split, params["v_max"]]) * c
+    opacities = np.array([params["kappa_inner"], params["kappa_outer"]]) * u.cm**2 / u.g
+    lum, temp, radius = lightcurve(_KN_GRID * u.day, params["mass"] * u.Msun, velocities, opacities, params["n"])
+    return [(np.asarray(radius.to_value(u.cm)), np.asarray(temp.to_value(u.K)))], params
+
+
+def kilonova_model(rng: np.random.Generator, family: str | None = None) -> tuple[MagModel, dict[str, float]]:
+    """Draw a kilonova of a published model family at a random distance.
+
+    Parameters
+    ----------
+    rng
+        The random generator.
+    family
+        ``"HN20"`` or ``"2comp"`` (see the module docstring); None draws one, half each.
+
+    Returns
+    -------
+    model, parameters
+        ``model(t_days_since_merger, band)`` gives AB magnitudes; ``parameters`` are the draws, with
+        ``family`` and ``distance_mpc``.
+    """
+    if family is None:
+        family = "HN20" if rng.random() < 0.5 else "2comp"
+    components, params = _hotokezaka_nakar(rng) if family == "HN20" else _two_component(rng)
+    params = {**params, "family": family, "distance_mpc": 40.0 * 7.5 ** rng.uniform(0.0, 1.0)}
     dist_cm = params["distance_mpc"] * _MPC
 
     def model(t: np.ndarray, band: str) -> np.ndarray:
@@ -133,7 +231,7 @@ def kilonova_model(rng: np.random.Generator) -> tuple[MagModel, dict[str, float]
             math.pi * (radius / dist_cm) ** 2 * _planck_nu(BAND_WAVELENGTH_AA[band], temp)
             for radius, temp in components
         )
-        flux = np.interp(t, grid, flux_grid, left=0.0, right=0.0)
+        flux = np.interp(t, _KN_GRID, flux_grid, left=0.0, right=0.0)
         return _ab_mag(np.where(t > 0, flux, 0.0))
 
     return model, params
@@ -160,38 +258,48 @@ def _bazin(t: np.ndarray, t0: float, rise: float, fall: float) -> np.ndarray:
     return np.where(t > 0, shape, 0.0)
 
 
+# (rise e-folding, decline e-folding, early and late temperature, cooling time, peak in rise units)
+_BAZIN_KINDS = {
+    "SN Ia": ((1.5, 3.5), (12, 35), (9000, 13000), (4500, 6000), (12, 25), (4.0, 6.0)),
+    "SN Ibc": ((1.0, 3.0), (10, 25), (8000, 11000), (4500, 5500), (8, 20), (4.0, 6.0)),
+    "SN II": ((1.0, 3.0), (60, 150), (12000, 18000), (4500, 5500), (8, 20), (4.0, 6.0)),
+    "SLSN": ((5, 12), (40, 100), (12000, 18000), (6000, 8000), (30, 80), (4.0, 6.0)),
+    # interacting, helium/carbon-rich: rise in 2-8 days, fade 0.05-0.15 mag/day, hot
+    "SN Ibn/Icn": ((0.5, 1.5), (7, 20), (12000, 20000), (7000, 10000), (8, 25), (2.5, 5.0)),
+    # AT2018cow-like: rise in 1-3 days, fade 0.1-0.5 mag/day, stays hot (blue)
+    "FBOT": ((0.3, 1.0), (2.0, 8.0), (20000, 35000), (12000, 18000), (5, 20), (2.0, 4.0)),
+}
+
+
+def _afterglow(rng: np.random.Generator, off_axis: bool) -> Callable[[np.ndarray, str], np.ndarray]:
+    """f_nu ~ nu^-beta t^-alpha; off axis: a rise as t^3 to a peak at 1-10 days, then the same decline."""
+    alpha, beta = rng.uniform(0.8, 2.2), rng.uniform(0.5, 1.2)
+    t_peak = rng.uniform(1.0, 10.0) if off_axis else 0.0
+
+    def afterglow(t: np.ndarray, band: str) -> np.ndarray:
+        nu_ratio = BAND_WAVELENGTH_AA["r"] / BAND_WAVELENGTH_AA[band]
+        tt = np.maximum(t, 1e-3)
+        if off_axis:
+            shape = np.where(tt < t_peak, (tt / t_peak) ** 3, (tt / t_peak) ** -alpha)
+        else:
+            shape = tt**-alpha
+        return np.where(t > 0, nu_ratio**-beta * shape, 0.0)
+
+    return afterglow
+
+
 def _supernova_flux(kind: str, rng: np.random.Generator) -> Callable[[np.ndarray, str], np.ndarray]:
-    """Relative flux of a supernova-like or other non-kilonova transient; t in days since explosion."""
+    """Relative flux of a contaminant; t in days since its start."""
     u = rng.uniform
-    if kind in ("SN Ia", "SN Ibc", "SN II", "SLSN"):
-        rise, fall, t_early, t_late, cool = {
-            "SN Ia": (u(1.5, 3.5), u(12, 35), u(9000, 13000), u(4500, 6000), u(12, 25)),
-            "SN Ibc": (u(1.0, 3.0), u(10, 25), u(8000, 11000), u(4500, 5500), u(8, 20)),
-            "SN II": (u(1.0, 3.0), u(60, 150), u(12000, 18000), u(4500, 5500), u(8, 20)),
-            "SLSN": (u(5, 12), u(40, 100), u(12000, 18000), u(6000, 8000), u(30, 80)),
-        }[kind]
-        t0 = rise * u(4.0, 6.0)  # peak roughly 15-20 days after explosion for Ia-like rises
-
+    if kind in _BAZIN_KINDS:
+        rise_r, fall_r, early_r, late_r, cool_r, peak_r = _BAZIN_KINDS[kind]
+        rise, fall, t_early, t_late, cool = u(*rise_r), u(*fall_r), u(*early_r), u(*late_r), u(*cool_r)
+        t0 = rise * u(*peak_r)
         return _blackbody_transient(
             lambda t: _bazin(t, t0, rise, fall), lambda t: t_late + (t_early - t_late) * np.exp(-t / cool)
         )
-    if kind == "FBOT":
-        # AT2018cow-like: rise in 1-3 days, fade 0.1-0.5 mag/day, stays hot (blue)
-        rise, fall = u(0.3, 1.0), u(2.0, 8.0)
-        t_early, t_late, cool = u(20000, 35000), u(12000, 18000), u(5, 20)
-        t0 = rise * u(2.0, 4.0)
-        return _blackbody_transient(
-            lambda t: _bazin(t, t0, rise, fall), lambda t: t_late + (t_early - t_late) * np.exp(-t / cool)
-        )
-    if kind == "afterglow":
-        # f_nu ~ nu^-beta t^-alpha: fast power-law fading, constant colour
-        alpha, beta = u(0.8, 2.0), u(0.5, 1.2)
-
-        def afterglow(t: np.ndarray, band: str) -> np.ndarray:
-            nu_ratio = BAND_WAVELENGTH_AA["r"] / BAND_WAVELENGTH_AA[band]
-            return np.where(t > 0, nu_ratio**-beta * np.maximum(t, 1e-3) ** -alpha, 0.0)
-
-        return afterglow
+    if kind in ("afterglow", "off-axis afterglow"):
+        return _afterglow(rng, kind == "off-axis afterglow")
     if kind == "shock-cooling SN":
         # a cooling envelope (1-4 days, 20000 K -> 6000 K) then a stripped-envelope supernova
         tau_sc, t_hot, cool_sc = u(0.7, 2.5), u(15000, 25000), u(1.0, 3.0)
@@ -200,7 +308,7 @@ def _supernova_flux(kind: str, rng: np.random.Generator) -> Callable[[np.ndarray
             lambda t: 6000 + (t_hot - 6000) * np.exp(-t / cool_sc),
         )
         second = _supernova_flux("SN Ibc", rng)
-        ratio = 10 ** rng.uniform(-0.4, 1.0)  # first peak up to 2.5 mag brighter than its effect later
+        ratio = 10 ** rng.uniform(-0.4, 1.0)
         late = np.linspace(1, 60, 120)
         norm = second(late, "r").max() / first(np.array([0.05]), "r")[0]
 
@@ -208,22 +316,107 @@ def _supernova_flux(kind: str, rng: np.random.Generator) -> Callable[[np.ndarray
             return ratio * norm * first(t, band) + second(t, band)
 
         return shock_cooling
+    if kind == "M-dwarf flare":
+        # minutes to an hour of rise, an exponential decay of 0.01-0.2 days, a 9000-15000 K blackbody
+        rise, decay, temp = u(0.002, 0.02), u(0.01, 0.2), u(9000, 15000)
+        return _blackbody_transient(
+            lambda t: np.where(t > 0, np.where(t < rise, t / rise, np.exp(-np.maximum(t - rise, 0.0) / decay)), 0.0),
+            lambda t: np.full_like(t, temp, dtype=float),
+        )
+    if kind == "dwarf nova":
+        # a rise in 0.5-1.5 days, a plateau of 2-12 days, a decline of 0.2-1 mag/day (accretion disc, hot)
+        rise, plateau, decline, temp = u(0.5, 1.5), u(2.0, 12.0), u(0.2, 1.0), u(8000, 15000)
+
+        def shape(t: np.ndarray) -> np.ndarray:
+            mag = np.where(
+                t < rise, 3.0 * (1 - t / rise), np.where(t < rise + plateau, 0.0, decline * (t - rise - plateau))
+            )
+            return np.where(t > 0, 10 ** (-0.4 * np.minimum(mag, 30.0)), 0.0)
+
+        return _blackbody_transient(shape, lambda t: np.full_like(t, temp, dtype=float))
+    if kind == "AGN":
+        # damped random walk of the difference flux (tau 20-200 days), blue power law f_nu ~ nu^0.3..1
+        tau, slope_nu = u(20.0, 200.0), u(0.3, 1.0)
+        grid = np.arange(-300.0, 400.0, 0.25)
+        steps = rng.normal(0.0, 1.0, len(grid))
+        walk = np.empty(len(grid))
+        a = math.exp(-0.25 / tau)
+        walk[0] = steps[0]
+        for n in range(1, len(grid)):
+            walk[n] = a * walk[n - 1] + math.sqrt(1 - a * a) * steps[n]
+        walk = np.maximum(walk, 0.0)  # a difference image detects the brightening only
+
+        def agn(t: np.ndarray, band: str) -> np.ndarray:
+            nu_ratio = BAND_WAVELENGTH_AA["r"] / BAND_WAVELENGTH_AA[band]
+            return nu_ratio**slope_nu * np.interp(t, grid, walk)
+
+        return agn
     raise ValueError(f"unknown kind {kind!r}")
 
 
 def negative_model(kind: str, rng: np.random.Generator) -> MagModel:
-    """A non-kilonova transient scaled to a random peak r magnitude of 0 (the survey sets the zero point)."""
+    """A contaminant scaled to a peak r magnitude of 0 (the survey sets the zero point)."""
     flux = _supernova_flux(kind, rng)
-    grid = np.concatenate([np.linspace(0.01, 2, 60), np.linspace(2.1, 200, 400)])
+    # an on-axis afterglow is brightest at its start: its scale is set at 0.3 days
+    grid = (
+        np.array([0.3])
+        if kind == "afterglow"
+        else np.concatenate([np.linspace(0.001, 2, 200), np.linspace(2.1, 200, 400)])
+    )
     peak = _ab_mag(np.array([flux(grid, "r").max()]))[0]
 
     def model(t: np.ndarray, band: str) -> np.ndarray:
-        return _ab_mag(flux(t, band)) - peak
+        with np.errstate(invalid="ignore"):
+            return _ab_mag(flux(t, band)) - peak
 
     return model
 
 
 # ------------------------------------------------------------------------------------------------ survey
+
+_RUBIN_DEPTH = {"u": 23.7, "g": 24.6, "r": 24.2, "i": 23.7, "z": 23.1, "y": 22.2}
+
+
+def _visits(survey: str, rng: np.random.Generator, t_first: float, duration: float) -> list[tuple[float, str, float]]:
+    """(time, band, 5-sigma depth) of the visits of a survey from ``t_first`` for ``duration`` days."""
+    visits: list[tuple[float, str, float]] = []
+    if survey == "ZTF":
+        bands = ("g", "r", "i") if rng.random() < 0.25 else ("g", "r")
+        depth = rng.uniform(19.8, 21.0)
+        cadence = rng.uniform(0.8, 3.0)
+        t = t_first
+        while t <= t_first + duration:
+            for band in bands:
+                if rng.random() < (0.85 if band != "i" else 0.4):
+                    for k in range(1 + int(rng.random() < 0.3)):  # sometimes two visits a night
+                        visits.append((t + rng.uniform(0.0, 0.15) + 0.05 * k, band, depth + rng.normal(0.0, 0.3)))
+            t += cadence * rng.uniform(0.6, 1.4)
+        return visits
+    if survey == "Rubin":
+        # wide-fast-deep-like: a night every 2-5 days with visits in two bands ~30 minutes apart
+        t = t_first
+        while t <= t_first + duration:
+            pair = rng.choice(6, size=2, replace=False)
+            for k, index in enumerate(sorted(pair)):
+                band = "ugrizy"[index]
+                visits.append((t + 0.02 * k, band, _RUBIN_DEPTH[band] + rng.normal(-0.2, 0.3)))
+            t += rng.uniform(1.5, 5.0)
+        return visits
+    # follow-up: a ZTF-like discovery, then 1-3 telescopes a night in several bands, optical and NIR
+    discovery_depth = rng.uniform(19.8, 21.5)
+    visits.append((t_first, str(rng.choice(["g", "r"])), discovery_depth))
+    sets = (("g", "r", "i"), ("g", "r", "i", "z"), ("r", "i", "z", "y"), ("J", "H", "K"), ("u", "g", "r"), ("i", "z"))
+    t = t_first + rng.uniform(0.1, 1.0)
+    while t <= t_first + duration:
+        for _ in range(1 + int(rng.integers(0, 3))):
+            chosen = sets[int(rng.integers(0, len(sets)))]
+            depth = rng.uniform(20.5, 23.0) if chosen[0] != "J" else rng.uniform(19.5, 22.0)
+            start = t + rng.uniform(0.0, 0.3)
+            for k, band in enumerate(chosen):
+                if rng.random() < 0.8:
+                    visits.append((start + 0.01 * k, band, depth + rng.normal(0.0, 0.3)))
+        t += rng.uniform(0.7, 1.3) * (1.0 if rng.random() < 0.7 else 2.0)
+    return visits
 
 
 def observe(
@@ -234,40 +427,45 @@ def observe(
     duration: float,
     offset_mag: float = 0.0,
     mjd0: float | None = None,
-) -> list[Observation]:
-    """Observe a model with a random survey, from ``t_first`` (days since explosion) for ``duration`` days.
+    survey: str | None = None,
+    host_ebv_scale: float = 0.0,
+) -> tuple[list[Observation], str]:
+    """Observe a model with a survey, from ``t_first`` (days since explosion or merger) for ``duration`` days.
 
-    The survey draws a cadence (0.3-3 days between visits, log-uniform), a set of bands, a 5-sigma depth
-    (20-23 mag) with per-visit scatter, Galactic extinction, photometric noise (SNR 5 at the depth, 0.01 mag
-    floor) and, with probability 0.5, a non-detection 1-10 days before the first visit. Points fainter than
-    the depth become upper limits at the depth.
+    Parameters
+    ----------
+    survey
+        One of :data:`SURVEYS`; None draws one (ZTF-like 40 %, Rubin-like 30 %, follow-up 30 %).
+    host_ebv_scale
+        Host-galaxy reddening E(B-V), exponentially distributed with this mean (0: none), with the same
+        extinction law as the Galactic one (no redshift).
+
+    Returns
+    -------
+    observations, survey
+        Points fainter than the visit's depth (or below SNR 5) become upper limits at the depth; noise has
+        SNR 5 at the depth and a 0.01 mag floor; Galactic E(B-V) 0-0.15; with probability 0.6 there are 1-5
+        survey non-detections 1-15 days before the first visit.
     """
-    cadence = math.exp(rng.uniform(math.log(0.3), math.log(3.0)))
-    band_sets = (("g", "r"), ("g", "r", "i"), ("r", "i"), ("g", "i"), ("g",), ("r",), ("i",))
-    bands = band_sets[rng.choice(len(band_sets), p=[0.35, 0.3, 0.1, 0.05, 0.05, 0.1, 0.05])]
-    depth = rng.uniform(20.0, 23.0)
-    ebv = rng.uniform(0.0, 0.15)
+    if survey is None:
+        survey = SURVEYS[int(rng.choice(3, p=[0.4, 0.3, 0.3]))]
+    ebv = rng.uniform(0.0, 0.15) + (rng.exponential(host_ebv_scale) if host_ebv_scale > 0 else 0.0)
     mjd0 = rng.uniform(58000.0, 61000.0) if mjd0 is None else mjd0
-
-    visits = [t_first]
-    while visits[-1] < t_first + duration:
-        visits.append(visits[-1] + cadence * rng.uniform(0.5, 1.5))
-    times, names = [], []
-    if rng.random() < 0.5:
-        # an earlier non-detection (survey history), possibly before the explosion
-        times.append(t_first - rng.uniform(1.0, 10.0))
-        names.append(str(rng.choice(bands)))
-    for visit in visits:
-        seen = [band for band in bands if rng.random() < 0.8] or [str(rng.choice(bands))]
-        for n, band in enumerate(seen):
-            times.append(visit + n * rng.uniform(0.002, 0.03))
-            names.append(band)
-    t = np.array(times)
+    visits = _visits(survey, rng, t_first, duration)
+    if rng.random() < 0.6:
+        history_band = "r" if survey != "Rubin" else "i"
+        depth = visits[0][2]
+        for _ in range(int(rng.integers(1, 6))):
+            visits.append((t_first - rng.uniform(1.0, 15.0), history_band, depth + rng.normal(0.0, 0.3)))
+    visits.sort()
+    t = np.array([v[0] for v in visits])
+    names = [v[1] for v in visits]
+    depths = np.array([v[2] for v in visits])
     observations = []
-    for band in sorted(set(names)):
+    for band in sorted(set(names), key=BANDS.index):
         sel = np.array([name == band for name in names])
         true_mag = model(t[sel], band) + offset_mag + _EXTINCTION_COEFF[band] * ebv
-        limit = depth + rng.normal(0.0, 0.3, sel.sum())
+        limit = depths[sel]
         with np.errstate(over="ignore"):
             snr = 5.0 * 10 ** (-0.4 * (true_mag - limit))
         sigma = np.hypot(0.01, 1.0857 / np.maximum(snr, 1e-6))
@@ -277,33 +475,69 @@ def observe(
                 observations.append(Observation(float(mjd0 + ti), band, float(m), float(s), False))
             else:
                 observations.append(Observation(float(mjd0 + ti), band, float(lim), None, True))
-    observations.sort(key=lambda o: (o.mjd, o.band))
-    return observations
+    observations.sort(key=lambda o: (o.mjd, BANDS.index(o.band)))
+    return observations, survey
 
 
-def make_light_curve(kind: str, rng: np.random.Generator) -> list[Observation]:
-    """A synthetic light curve of one kind (:data:`KILONOVA` or one of :data:`NEGATIVE_KINDS`).
+def make_example(kind: str, rng: np.random.Generator, survey: str | None = None) -> Example:
+    """A synthetic light curve of one kind with its GW context (see :class:`Example`).
 
-    Kilonovae are observed from 0-3 days after the merger for 4-15 days; supernovae from 25 days before
-    to 80 days after explosion for 5-60 days; the other fast transients from 0-3 days after their start
-    for 4-30 days. A light curve may have no detection at all (too faint for the survey): callers skip
-    those.
+    Kilonovae are observed from 0-3 days after the merger for 3-15 days; supernovae from 25 days before
+    to 80 days after explosion for 5-60 days; flares, dwarf novae and AGN at any phase; the other fast
+    transients from 0-3 days after their start for 4-30 days. A light curve may have no detection at all
+    (too faint for the survey): callers draw again.
 
     Examples
     --------
-    >>> lc1 = make_light_curve("kilonova", np.random.default_rng(7))
-    >>> lc2 = make_light_curve("kilonova", np.random.default_rng(7))
-    >>> lc1 == lc2
-    True
+    >>> a = make_example("kilonova", np.random.default_rng(7))
+    >>> b = make_example("kilonova", np.random.default_rng(7))
+    >>> a == b, a.kind, 40 <= a.context.distance_mpc <= 300
+    (True, 'kilonova', True)
     """
+    mjd0 = rng.uniform(58000.0, 61000.0)
+    level = rng.uniform(0.0, 0.9)
     if kind == KILONOVA:
-        model, _ = kilonova_model(rng)
-        return observe(model, rng, t_first=rng.uniform(0.0, 3.0), duration=rng.uniform(4.0, 15.0))
+        model, params = kilonova_model(rng)
+        observations, used = observe(
+            model,
+            rng,
+            t_first=rng.uniform(0.0, 3.0),
+            duration=rng.uniform(3.0, 15.0),
+            mjd0=mjd0,
+            survey=survey,
+            host_ebv_scale=0.05,
+        )
+        return Example(kind, observations, GWContext(mjd0, params["distance_mpc"], level), used)
     model = negative_model(kind, rng)
-    if kind in ("SN Ia", "SN Ibc", "SN II", "SLSN"):
+    if kind in ("SN Ia", "SN Ibc", "SN II", "SLSN", "SN Ibn/Icn"):
         t_first, duration = rng.uniform(-25.0, 80.0), rng.uniform(5.0, 60.0)
+    elif kind in ("M-dwarf flare",):
+        t_first, duration = rng.uniform(-0.05, 0.1), rng.uniform(3.0, 20.0)
+    elif kind == "AGN":
+        t_first, duration = rng.uniform(-100.0, 100.0), rng.uniform(5.0, 60.0)
+    elif kind == "dwarf nova":
+        t_first, duration = rng.uniform(-1.0, 10.0), rng.uniform(4.0, 30.0)
     else:
         t_first, duration = rng.uniform(0.0, 3.0), rng.uniform(4.0, 30.0)
-    # peak apparent magnitude relative to the survey: from well above the depth to just at it
-    offset = rng.uniform(16.0, 22.0)
-    return observe(model, rng, t_first=t_first, duration=duration, offset_mag=offset)
+    # peak apparent magnitude: from well above a survey's depth to just at it
+    offset = rng.uniform(16.0, 22.5)
+    # supernovae and other extragalactic transients are often reddened by their hosts (mean E(B-V) 0.2);
+    # kilonovae, mostly far from star-forming regions, little (0.05); Galactic sources not at all
+    host = 0.0 if kind in ("M-dwarf flare", "dwarf nova") else 0.2
+    observations, used = observe(
+        model, rng, t_first=t_first, duration=duration, offset_mag=offset, mjd0=mjd0, survey=survey, host_ebv_scale=host
+    )
+    first = next((o.mjd for o in observations if not o.upper_limit), mjd0 + t_first)
+    distance = 40.0 * 7.5 ** rng.uniform(0.0, 1.0)
+    return Example(kind, observations, GWContext(first - rng.uniform(0.02, 3.0), distance, level), used)
+
+
+def make_light_curve(kind: str, rng: np.random.Generator, survey: str | None = None) -> list[Observation]:
+    """The observations of :func:`make_example` alone.
+
+    Examples
+    --------
+    >>> make_light_curve("SN Ia", np.random.default_rng(3)) == make_light_curve("SN Ia", np.random.default_rng(3))
+    True
+    """
+    return make_example(kind, rng, survey).observations

@@ -1,20 +1,25 @@
-"""Train, evaluate and save the kilonova classifier, deterministically from a seed.
+"""Train, calibrate, evaluate and save the kilonova classifier, deterministically from a seed.
 
-Training data (never AT2017gfo): synthetic kilonovae (positives) and synthetic supernovae and other fast
-transients (negatives) from :mod:`.synthetic`, and 20 of the 30 real ZTF supernovae shipped in ``data/``
-(the other 10 are held out of the shipped model for its tests). Each light curve gives several training
-rows: its prefixes ending at a random point after the first detection, since the model scores light
-curves as they grow.
+Training data: synthetic light curves only (:mod:`.synthetic`), made from the seed: kilonovae of two
+published model families and twelve kinds of contaminants, observed ZTF-like, Rubin-like or by a
+heterogeneous follow-up. Nothing real is used to train, calibrate or choose the operating point:
+AT2017gfo and the 30 ALeRCE supernovae shipped in ``data/`` are for evaluation only.
 
-Metrics stored in the artifact's metadata: on a held-out quarter of the synthetic light curves; on the 10
-held-out real supernovae; and a 5-fold cross-validation over the 30 real supernovae (each fold trained on
-the synthetic training set and the other real supernovae), plus the scores of a synthetic-only model on all
-30, which measures how well the simulations carry over to real data.
+The simulated light curves are split three ways (by curve): **train** (the model), **calibration**
+(isotonic calibration, the uncertainty tables and the operating point) and **test** (the metrics). Each
+light curve gives several rows, prefixes ending at random points after the first detection (half of them
+within 5 days of it), each twice: with its GW context and without.
+
+The operating point: the smallest thresholds such that at most ``target_sn_pass_rate`` (without GW
+context) and ``target_sn_pass_rate_gw`` (with it) of the calibration split's simulated supernovae pass at
+any moment of their first ``early_days`` days, replayed point by point, under the evidence rules of
+:func:`~tom_mma_broker.classifier.calibration.decide`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -23,26 +28,46 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import load_alerce_sne
-from .features import FEATURE_NAMES, Observation, detections, extract_features
-from .model import DEFAULT_ARTIFACT, KilonovaModel, build_platform, save_artifact
-from .synthetic import KILONOVA, NEGATIVE_KINDS, make_light_curve
+from .calibration import apply_calibration, decide, fit_calibration, group_of
+from .features import FEATURE_NAMES, GW_FEATURE_NAMES, GWContext, Observation, detections, extract_features
+from .model import KilonovaModel, build_platform, save_artifact
+from .synthetic import KILONOVA, NEGATIVE_KINDS, Example, make_example
 
 __all__ = [
     "ARTIFACT_NAME",
+    "DEFAULT_SEED",
+    "SUPERNOVA_KINDS",
     "VERSION",
     "TrainingConfig",
-    "held_out_real_ids",
+    "default_output_dir",
+    "replay",
     "score_trajectory",
+    "simulate",
+    "split_examples",
     "train",
     "train_and_save",
 ]
 
 logger = logging.getLogger(__name__)
 
-VERSION = "kilonova-v1"
-ARTIFACT_NAME = "kilonova-v1"
+VERSION = "kilonova-v2"
+ARTIFACT_NAME = "kilonova-v2"
 DEFAULT_SEED = 20170817
+SUPERNOVA_KINDS = ("SN Ia", "SN Ibc", "SN II", "SN Ibn/Icn", "SLSN")
+"""The contaminants the operating point is chosen on."""
+
+EVAL_DAYS = (1.0, 2.0, 3.0, 5.0, 10.0)
+
+# the evidence rules of the operating point (the thresholds are chosen by training), and the score from which
+# a classification yields a derived alert: more likely a kilonova than not, under the prior of one half
+EVIDENCE_RULES = {
+    "alert_floor": 0.5,
+    "min_detections": 2,
+    "min_span_days": 0.1,
+    "single_max_days_since_merger": 1.0,
+    "single_abs_mag_range": [-17.5, -13.5],
+    "single_max_credible_level": 0.9,
+}
 
 
 @dataclass(frozen=True)
@@ -51,67 +76,98 @@ class TrainingConfig:
 
     seed: int = DEFAULT_SEED
     n_kilonovae: int = 1500
-    n_negatives: int = 1400  # 200 of each of the seven kinds
-    prefixes_per_curve: int = 5
-    prefixes_per_real_sn: int = 25
-    test_fraction: float = 0.25
-    real_cv_folds: int = 5
-    max_iter: int = 100
-    learning_rate: float = 0.15
+    n_per_negative_kind: int = 130
+    prefixes_per_curve: int = 6
+    calibration_fraction: float = 0.25
+    test_fraction: float = 0.2
+    early_days: float = 5.0
+    target_sn_pass_rate: float = 0.01
+    target_sn_pass_rate_gw: float = 0.02
+    max_iter: int = 150
+    learning_rate: float = 0.1
 
 
-def held_out_real_ids(classes: dict[str, str]) -> list[str]:
-    """The real supernovae kept out of the shipped model: every third one of each ALeRCE class (by id)."""
-    held = []
-    for label in sorted(set(classes.values())):
-        ids = sorted(oid for oid, cls in classes.items() if cls == label)
-        held.extend(ids[1::3])
-    return sorted(held)
+def default_output_dir() -> Path:
+    """Where ``trainclassifier`` writes by default: ``./kilonova-classifier`` under the working directory."""
+    return Path.cwd() / "kilonova-classifier"
 
 
-def _prefixes(observations: Sequence[Observation], rng: np.random.Generator, k: int) -> list[list[Observation]]:
-    """Up to k prefixes of a light curve, each ending at a point on or after the first detection."""
-    first = next(
-        (n for n, obs in enumerate(observations) if detections([obs])),
-        None,
-    )
+def simulate(config: TrainingConfig, rng: np.random.Generator) -> list[Example]:
+    """Synthetic light curves with at least one detection, in a seeded order."""
+    wanted = [KILONOVA] * config.n_kilonovae + [k for k in NEGATIVE_KINDS for _ in range(config.n_per_negative_kind)]
+    examples = []
+    for kind in wanted:
+        while True:  # too faint for its survey: draw again
+            example = make_example(kind, rng)
+            if detections(example.observations):
+                break
+        examples.append(example)
+    return examples
+
+
+def split_examples(
+    config: TrainingConfig, rng: np.random.Generator | None = None
+) -> tuple[list[Example], list[Example], list[Example]]:
+    """The simulated light curves of a training run, split by curve into train, calibration and test.
+
+    With ``rng`` None, a generator is made from ``config.seed``: the same split as the training run's (the
+    evaluation report uses it to score the test split again).
+    """
+    rng = np.random.default_rng(config.seed) if rng is None else rng
+    examples = simulate(config, rng)
+    order = rng.permutation(len(examples))
+    n_test = int(round(config.test_fraction * len(examples)))
+    n_cal = int(round(config.calibration_fraction * len(examples)))
+    test = [examples[i] for i in sorted(order[:n_test])]
+    cal = [examples[i] for i in sorted(order[n_test : n_test + n_cal])]
+    fit_set = [examples[i] for i in sorted(order[n_test + n_cal :])]
+    return fit_set, cal, test
+
+
+def _first_detection_index(observations: Sequence[Observation]) -> int | None:
+    return next((n for n, obs in enumerate(observations) if detections([obs])), None)
+
+
+def _prefix_ends(observations: Sequence[Observation], rng: np.random.Generator, k: int, early_days: float) -> list[int]:
+    """Up to k prefix lengths, each ending at or after the first detection; half within ``early_days``."""
+    first = _first_detection_index(observations)
     if first is None:
         return []
+    t0 = observations[first].mjd
     ends = np.arange(first + 1, len(observations) + 1)
-    if len(ends) > k:
-        ends = np.sort(rng.choice(ends, size=k, replace=False))
-    return [list(observations[:end]) for end in ends]
+    early = np.array([observations[e - 1].mjd - t0 <= early_days for e in ends])
+    chosen: list[int] = []
+    for pool, count in ((ends[early], (k + 1) // 2), (ends, k)):
+        remaining = [e for e in pool.tolist() if e not in chosen]
+        take = min(len(remaining), count - (len(chosen) if pool is ends else 0))
+        if take > 0:
+            chosen += [int(e) for e in rng.choice(remaining, size=take, replace=False)]
+    return sorted(chosen)
+
+
+def _without_context(row: dict[str, float]) -> dict[str, float]:
+    return {**row, **dict.fromkeys(GW_FEATURE_NAMES, math.nan)}
 
 
 def _rows(
-    curves: Sequence[tuple[str, list[Observation]]], rng: np.random.Generator, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Feature matrix, labels, curve index and kind of the prefixes of some light curves."""
-    features, labels, groups, kinds = [], [], [], []
-    for index, (kind, observations) in enumerate(curves):
-        for prefix in _prefixes(observations, rng, k):
-            row = extract_features(prefix)
-            features.append([row[name] for name in FEATURE_NAMES])
-            labels.append(1 if kind == KILONOVA else 0)
-            groups.append(index)
-            kinds.append(kind)
-    matrix = np.array(features, dtype=float).reshape(len(features), len(FEATURE_NAMES))
-    return matrix, np.array(labels), np.array(groups), kinds
+    examples: Sequence[Example], rng: np.random.Generator, config: TrainingConfig
+) -> tuple[list, np.ndarray, np.ndarray]:
+    """Feature rows (with and without context), labels and curve index of prefixes of some light curves."""
+    rows, labels, curves = [], [], []
+    for index, example in enumerate(examples):
+        for end in _prefix_ends(example.observations, rng, config.prefixes_per_curve, config.early_days):
+            row = extract_features(example.observations[:end], example.context)
+            label = int(example.kind == KILONOVA)
+            rows += [row, _without_context(row)]
+            labels += [label, label]
+            curves += [index, index]
+    return rows, np.array(labels), np.array(curves)
 
 
-def _synthetic_curves(config: TrainingConfig, rng: np.random.Generator) -> list[tuple[str, list[Observation]]]:
-    """Synthetic light curves with at least one detection, in a seeded order."""
-    wanted = [KILONOVA] * config.n_kilonovae
-    for n in range(config.n_negatives):
-        wanted.append(NEGATIVE_KINDS[n % len(NEGATIVE_KINDS)])
-    curves = []
-    for kind in wanted:
-        while True:  # too faint for its survey: draw again
-            observations = make_light_curve(kind, rng)
-            if detections(observations):
-                break
-        curves.append((kind, observations))
-    return curves
+def _matrix(rows: Sequence[dict[str, float]]) -> np.ndarray:
+    return np.array([[row[name] for name in FEATURE_NAMES] for row in rows], dtype=float).reshape(
+        len(rows), len(FEATURE_NAMES)
+    )
 
 
 def _estimator(config: TrainingConfig) -> Any:
@@ -130,7 +186,6 @@ def _estimator(config: TrainingConfig) -> Any:
 
 
 def _balanced_weights(y: np.ndarray) -> np.ndarray:
-    """Sample weights giving both classes the same total weight."""
     weights = np.ones(len(y))
     for label in (0, 1):
         sel = y == label
@@ -138,75 +193,206 @@ def _balanced_weights(y: np.ndarray) -> np.ndarray:
     return weights
 
 
-def _ndet_bin(n: float) -> str:
-    for low, high, name in ((1, 1, "1"), (2, 2, "2"), (3, 4, "3-4"), (5, 9, "5-9")):
-        if low <= n <= high:
-            return name
-    return "10+"
+def replay(
+    model: KilonovaModel | Any,
+    observations: Sequence[Observation],
+    context: GWContext | None = None,
+    *,
+    until_days: float | None = None,
+) -> list[tuple[int, float, float, bool]]:
+    """Score a light curve as the broker sees it, after each new point.
+
+    ``(points so far, days since the first detection, score, is_candidate)``; nothing before the first
+    detection.
+
+    ``model`` is a :class:`KilonovaModel`, or anything with ``predict_proba`` and ``metadata``.
+    """
+    ordered = sorted(observations, key=lambda o: o.mjd)
+    first = _first_detection_index(ordered)
+    if first is None:
+        return []
+    t0 = ordered[first].mjd
+    ends = [
+        e for e in range(first + 1, len(ordered) + 1) if until_days is None or ordered[e - 1].mjd - t0 <= until_days
+    ]
+    rows = [extract_features(ordered[:end], context) for end in ends]
+    if not rows:
+        return []
+    scores = model.predict_proba(rows)
+    op = model.metadata["operating_point"]
+    out = []
+    for end, row, score in zip(ends, rows, scores, strict=True):
+        clean = {k: (None if math.isnan(v) else v) for k, v in row.items()}
+        out.append((end, ordered[end - 1].mjd - t0, float(score), decide(float(score), clean, op).is_candidate))
+    return out
 
 
-def _synthetic_metrics(proba: np.ndarray, y: np.ndarray, kinds: list[str], ndet: np.ndarray) -> dict:
-    from sklearn.metrics import brier_score_loss, roc_auc_score
+def score_trajectory(model: KilonovaModel, observations: Sequence[Observation]) -> list[tuple[Observation, int, float]]:
+    """Replay a light curve one point at a time: ``(point, detections so far, score)`` after each point.
 
-    kinds_arr = np.array(kinds)
-    by_bin: dict[str, dict[str, float]] = {}
-    for name in ("1", "2", "3-4", "5-9", "10+"):
-        sel = np.array([_ndet_bin(n) == name for n in ndet])
-        pos, neg = sel & (y == 1), sel & (y == 0)
-        entry = {"rows": int(sel.sum())}
-        if pos.any() and neg.any():
-            entry["auc"] = round(float(roc_auc_score(y[sel], proba[sel])), 4)
-            entry["kilonova_recall_at_0.5"] = round(float((proba[pos] >= 0.5).mean()), 4)
-            entry["false_positive_rate_at_0.5"] = round(float((proba[neg] >= 0.5).mean()), 4)
-        by_bin[name] = entry
-    return {
-        "rows": int(len(y)),
-        "auc": round(float(roc_auc_score(y, proba)), 4),
-        "accuracy_at_0.5": round(float(((proba >= 0.5) == (y == 1)).mean()), 4),
-        "brier": round(float(brier_score_loss(y, proba)), 4),
-        "mean_score_by_kind": {kind: round(float(proba[kinds_arr == kind].mean()), 4) for kind in sorted(set(kinds))},
-        "fraction_above_0.5_by_kind": {
-            kind: round(float((proba[kinds_arr == kind] >= 0.5).mean()), 4) for kind in sorted(set(kinds))
-        },
-        "by_number_of_detections": by_bin,
-    }
-
-
-def _real_scores(estimator: Any, all_prefixes: dict[str, np.ndarray], ids: Sequence[str]) -> dict:
-    """Per real supernova: mean, max and fraction >= 0.5 of the scores of all its prefixes."""
-    result = {}
-    for oid in ids:
-        proba = estimator.predict_proba(all_prefixes[oid])[:, 1]
-        result[oid] = {
-            "prefixes": len(proba),
-            "mean": round(float(proba.mean()), 4),
-            "max": round(float(proba.max()), 4),
-            "fraction_above_0.5": round(float((proba >= 0.5).mean()), 4),
-        }
+    Points before the first detection are skipped (there is nothing to score yet).
+    """
+    ordered = sorted(observations, key=lambda o: o.mjd)
+    result = []
+    for end, _, score, _ in replay(model, ordered):
+        result.append((ordered[end - 1], len(detections(ordered[:end])), score))
     return result
 
 
-def _summary(scores: dict[str, dict[str, float]]) -> dict[str, float]:
-    means = [s["mean"] for s in scores.values()]
-    fractions = [s["fraction_above_0.5"] for s in scores.values()]
+class _Scorer:
+    """The estimator with calibration tables, before the artifact exists (same interface as the model)."""
+
+    def __init__(self, estimator: Any, metadata: dict[str, Any]) -> None:
+        self.estimator, self.metadata = estimator, metadata
+
+    def raw_proba(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
+        return self.estimator.predict_proba(_matrix(rows))[:, 1]
+
+    def predict_proba(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
+        raw = self.raw_proba(rows)
+        return apply_calibration(self.metadata.get("calibration", {}), raw, [group_of(r) for r in rows])
+
+
+def _early_replays(
+    scorer: _Scorer, examples: Sequence[Example], early_days: float
+) -> dict[bool, list[tuple[np.ndarray, np.ndarray]]]:
+    """Per example, with and without context: the scores and evidence-rule eligibility of every prefix."""
+    out: dict[bool, list[tuple[np.ndarray, np.ndarray]]] = {False: [], True: []}
+    rules = {**EVIDENCE_RULES, "threshold": 0.0, "threshold_gw": 0.0}
+    for example in examples:
+        obs = example.observations
+        first = _first_detection_index(obs)
+        t0 = obs[first].mjd
+        ends = [e for e in range(first + 1, len(obs) + 1) if obs[e - 1].mjd - t0 <= early_days]
+        with_ctx = [extract_features(obs[:end], example.context) for end in ends]
+        for gw, rows in ((True, with_ctx), (False, [_without_context(r) for r in with_ctx])):
+            scores = scorer.predict_proba(rows)
+            eligible = np.array(
+                [
+                    decide(1.0, {k: (None if math.isnan(v) else v) for k, v in r.items()}, rules).is_candidate
+                    for r in rows
+                ]
+            )
+            out[gw].append((scores, eligible))
+    return out
+
+
+def _choose_threshold(replays: list[tuple[np.ndarray, np.ndarray]], target: float) -> float:
+    """The smallest threshold (>= 0.5, on a 0.001 grid) at which at most ``target`` of the curves pass."""
+    best = np.array([float(np.max(np.where(e, s, 0.0))) if len(s) else 0.0 for s, e in replays])
+    for threshold in np.round(np.arange(0.5, 1.0, 0.001), 3):
+        if np.mean(best >= threshold) <= target:
+            return float(threshold)
+    return 0.999
+
+
+def _prefix_at(observations: Sequence[Observation], days: float) -> list[Observation]:
+    first = _first_detection_index(observations)
+    t0 = observations[first].mjd
+    return [o for o in observations if o.mjd <= t0 + days]
+
+
+def _synthetic_metrics(scorer: _Scorer, test: Sequence[Example], config: TrainingConfig) -> dict[str, Any]:
+    """The synthetic test set's figures, per kind and day since the first detection, with and without context.
+
+    Passing fractions; precision, recall and false-positive rate of kilonovae; reliability and interval
+    coverage.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    op = scorer.metadata["operating_point"]
+    kinds = np.array([e.kind for e in test])
+    by_day: dict[str, Any] = {}
+    for days in EVAL_DAYS:
+        ctx_rows = [extract_features(_prefix_at(e.observations, days), e.context) for e in test]
+        for gw, rows in (("gw", ctx_rows), ("no_gw", [_without_context(r) for r in ctx_rows])):
+            scores = scorer.predict_proba(rows)
+            passed = np.array(
+                [
+                    decide(float(s), {k: (None if math.isnan(v) else v) for k, v in r.items()}, op).is_candidate
+                    for s, r in zip(scores, rows, strict=True)
+                ]
+            )
+            y = kinds == KILONOVA
+            tp, fp = int((passed & y).sum()), int((passed & ~y).sum())
+            entry = {
+                "kilonovae": int(y.sum()),
+                "contaminants": int((~y).sum()),
+                "recall": round(tp / max(int(y.sum()), 1), 4),
+                "false_positive_rate": round(fp / max(int((~y).sum()), 1), 4),
+                "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+                "auc": round(float(roc_auc_score(y, scores)), 4),
+                "passing_by_kind": {k: round(float(passed[kinds == k].mean()), 4) for k in sorted(set(kinds.tolist()))},
+            }
+            by_day[f"{days:g}d_{gw}"] = entry
+    return {"curves": len(test), "by_day": by_day}
+
+
+def _reliability(
+    scorer: _Scorer, rows: Sequence[dict[str, float]], y: np.ndarray, curves: np.ndarray
+) -> dict[str, Any]:
+    """Reliability curve and the coverage of the stated 90 % intervals on held-out rows.
+
+    The curve has 10 bins of calibrated score, classes weighted to the prior.
+    """
+    scores = scorer.predict_proba(rows)
+    raw = scorer.raw_proba(rows)
+    groups = [group_of(r) for r in rows]
+    w_pos, w_neg = 0.5 / max((y == 1).mean(), 1e-9), 0.5 / max((y == 0).mean(), 1e-9)
+    w = np.where(y == 1, w_pos, w_neg)
+    curve = []
+    edges = np.linspace(0, 1, 11)
+    for k in range(10):
+        sel = (scores >= edges[k]) & ((scores < edges[k + 1]) | (k == 9))
+        if sel.sum():
+            curve.append(
+                {
+                    "bin": [round(float(edges[k]), 2), round(float(edges[k + 1]), 2)],
+                    "rows": int(sel.sum()),
+                    "mean_score": round(float(np.average(scores[sel], weights=w[sel])), 4),
+                    "kilonova_fraction": round(float(np.average(y[sel], weights=w[sel])), 4),
+                }
+            )
+    # coverage: per (group, raw-score bin), does the held-out kilonova fraction fall inside the stated
+    # interval? The held-out fraction has its own binomial noise, so the cell also counts as consistent
+    # when the two fractions differ by less than their combined 90 % uncertainty (normal approximation).
+    tables = scorer.metadata["calibration"]["groups"]
+    cells: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for index, (r, g, label) in enumerate(zip(raw, groups, y, strict=True)):
+        if g in tables:
+            k = min(max(int(np.searchsorted(tables[g]["edges"], r, side="right")) - 1, 0), len(tables[g]["low"]) - 1)
+            cells.setdefault((g, k), []).append((int(label), int(curves[index])))
+    inside = consistent = total = 0
+    for (g, k), members in sorted(cells.items()):
+        labels = np.array([m[0] for m in members])
+        n_test = len({m[1] for m in members})
+        if n_test < 10:
+            continue
+        weighted = float(np.average(labels, weights=np.where(labels == 1, w_pos, w_neg)))
+        low, high, n_cal, f_cal = (tables[g][key][k] for key in ("low", "high", "n", "fraction"))
+        total += 1
+        inside += int(low <= weighted <= high)
+        spread = math.sqrt(f_cal * (1 - f_cal) / max(n_cal, 1) + weighted * (1 - weighted) / n_test + 1e-6)
+        consistent += int(abs(weighted - f_cal) <= 1.645 * spread)
     return {
-        "objects": len(scores),
-        "mean_of_mean_scores": round(float(np.mean(means)), 4),
-        "max_mean_score": round(float(np.max(means)), 4),
-        "mean_fraction_above_0.5": round(float(np.mean(fractions)), 4),
+        "curve": curve,
+        "interval_level": scorer.metadata["calibration"]["level"],
+        "interval_cells": total,
+        "interval_cells_covering": inside,
+        "interval_cells_consistent": consistent,
     }
 
 
 def train(config: TrainingConfig | None = None) -> tuple[Any, dict[str, Any]]:
-    """Train and evaluate the classifier.
+    """Train, calibrate and evaluate the classifier.
 
     Single-threaded: faster on a small shared machine, and the same result everywhere.
 
     Returns
     -------
     estimator, metadata
-        The fitted scikit-learn estimator (the one evaluated, not a refit) and its metadata without the
-        sha256 (added by :func:`~tom_mma_broker.classifier.model.save_artifact`).
+        The fitted scikit-learn estimator and its metadata (calibration, operating point, metrics)
+        without the checksums (added by :func:`~tom_mma_broker.classifier.model.save_artifact`).
     """
     # import the OpenMP runtime of scikit-learn first: threadpoolctl limits only libraries already loaded
     import sklearn.ensemble  # noqa: F401
@@ -222,74 +408,57 @@ def _train(config: TrainingConfig) -> tuple[Any, dict[str, Any]]:
 
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
-    curves = _synthetic_curves(config, rng)
-    logger.debug("generated %s synthetic light curves at %.1f s", len(curves), time.perf_counter() - started)
-    order = rng.permutation(len(curves))
-    n_test = int(round(config.test_fraction * len(curves)))
-    test_curves = [curves[i] for i in sorted(order[:n_test])]
-    train_curves = [curves[i] for i in sorted(order[n_test:])]
-    x_syn, y_syn, _, _ = _rows(train_curves, rng, config.prefixes_per_curve)
-    x_test, y_test, _, kinds_test = _rows(test_curves, rng, config.prefixes_per_curve)
+    fit_set, cal, test = split_examples(config, rng)
+    logger.info(
+        "simulated %s light curves in %.1f s", len(fit_set) + len(cal) + len(test), time.perf_counter() - started
+    )
 
-    real = load_alerce_sne()
-    classes = {oid: cls for oid, (cls, _) in real.items()}
-    held = held_out_real_ids(classes)
-    real_rows = {oid: _rows([("SN", obs)], rng, config.prefixes_per_real_sn)[0] for oid, (_, obs) in real.items()}
-    # every prefix of every real supernova, to score them (not to train on)
-    real_all = {oid: _rows([("SN", obs)], rng, 10**6)[0] for oid, (_, obs) in real.items()}
+    x_rows, y, _ = _rows(fit_set, rng, config)
+    cal_rows, y_cal, cal_curves = _rows(cal, rng, config)
+    test_rows, y_test, test_curves = _rows(test, rng, config)
+    estimator = _estimator(config).fit(_matrix(x_rows), y, sample_weight=_balanced_weights(y))
+    logger.info("fitted on %s rows at %.1f s", len(y), time.perf_counter() - started)
 
-    def fit(real_ids: Sequence[str]) -> Any:
-        parts = [x_syn] + [real_rows[oid] for oid in real_ids]
-        x = np.vstack(parts)
-        y = np.concatenate([y_syn, np.zeros(len(x) - len(x_syn), dtype=int)])
-        return _estimator(config).fit(x, y, sample_weight=_balanced_weights(y))
+    scorer = _Scorer(estimator, {})
+    raw_cal = scorer.raw_proba(cal_rows)
+    calibration = fit_calibration(raw_cal, y_cal, [group_of(r) for r in cal_rows], cal_curves)
+    scorer.metadata["calibration"] = calibration
+    sne = [e for e in cal if e.kind in SUPERNOVA_KINDS]
+    replays = _early_replays(scorer, sne, config.early_days)
+    operating_point = {
+        **EVIDENCE_RULES,
+        "threshold": _choose_threshold(replays[False], config.target_sn_pass_rate),
+        "threshold_gw": _choose_threshold(replays[True], config.target_sn_pass_rate_gw),
+        "chosen_on": f"{len(sne)} simulated supernovae of the calibration split ({', '.join(SUPERNOVA_KINDS)}), "
+        f"replayed point by point over their first {config.early_days:g} days: at most "
+        f"{config.target_sn_pass_rate:.0%} pass without GW context, {config.target_sn_pass_rate_gw:.0%} with it",
+    }
+    scorer.metadata["operating_point"] = operating_point
+    logger.info("calibrated at %.1f s: %s", time.perf_counter() - started, operating_point)
 
-    logger.debug("computed features at %.1f s", time.perf_counter() - started)
-    training_real = [oid for oid in sorted(real) if oid not in held]
-    estimator = fit(training_real)
-    logger.debug("fitted the model at %.1f s", time.perf_counter() - started)
-    proba_test = estimator.predict_proba(x_test)[:, 1]
-    ndet_test = x_test[:, FEATURE_NAMES.index("n_detections")]
-    held_scores = _real_scores(estimator, real_all, held)
-
-    # cross-validation over the 30 real supernovae, folds stratified by class
-    ordered = sorted(real, key=lambda oid: (classes[oid], oid))
-    cv_scores: dict[str, dict[str, float]] = {}
-    for fold in range(config.real_cv_folds):
-        fold_ids = ordered[fold :: config.real_cv_folds]
-        model = fit([oid for oid in ordered if oid not in fold_ids])
-        cv_scores.update(_real_scores(model, real_all, fold_ids))
-    synthetic_only = _real_scores(fit([]), real_all, sorted(real))
-    logger.debug("cross-validated at %.1f s", time.perf_counter() - started)
-
+    metrics = {
+        "synthetic_test": _synthetic_metrics(scorer, test, config),
+        "reliability_test": _reliability(scorer, test_rows, y_test, test_curves),
+    }
     metadata = {
         "version": VERSION,
-        "model": "sklearn HistGradientBoostingClassifier, class 1 = kilonova, balanced class weights",
+        "model": "sklearn HistGradientBoostingClassifier, class 1 = kilonova, balanced class weights; "
+        "Platt calibration per evidence group (calibration.py)",
         "estimator_params": {k: v for k, v in estimator.get_params().items() if k != "categorical_features"},
         "training_config": asdict(config),
+        "prior": "0.5: scores are kilonova probabilities when kilonovae and contaminants are equally likely a priori",
+        "calibration": calibration,
+        "operating_point": operating_point,
         "training_data": {
-            "positives": f"{config.n_kilonovae} synthetic two-component kilonovae (synthetic.py, docs/classifier.md)",
-            "negatives": f"{config.n_negatives} synthetic transients ({', '.join(NEGATIVE_KINDS)}, equal "
-            f"numbers) and {len(training_real)} real ZTF supernovae with ALeRCE labels (MIT)",
-            "rows": "prefixes of each light curve ending at a random point after the first detection",
-            "synthetic_train_rows": int(len(y_syn)),
-            "real_train_rows": int(sum(len(real_rows[oid]) for oid in training_real)),
-            "real_held_out": held,
-            "not_used": "AT2017gfo / GW170817 photometry (kept for the sanity check)",
+            "positives": f"{config.n_kilonovae} synthetic kilonovae, half Hotokezaka & Nakar (2020) via "
+            "kilonova-heating-rate, half two-component Arnett/Villar (synthetic.py, docs/classifier.md)",
+            "negatives": f"{config.n_per_negative_kind} synthetic light curves of each of {', '.join(NEGATIVE_KINDS)}",
+            "surveys": "ZTF-like, Rubin-like, heterogeneous follow-up (synthetic.observe)",
+            "curves": {"train": len(fit_set), "calibration": len(cal), "test": len(test)},
+            "rows": {"train": len(y), "calibration": len(y_cal), "test": len(y_test)},
+            "not_used": "AT2017gfo / GW170817 photometry and the 30 ALeRCE supernovae (evaluation only)",
         },
-        "metrics": {
-            "synthetic_test": _synthetic_metrics(proba_test, y_test, kinds_test, ndet_test),
-            "real_held_out": {"summary": _summary(held_scores), "objects": held_scores},
-            "real_cross_validation": {
-                "folds": config.real_cv_folds,
-                "summary": _summary(cv_scores),
-                "objects": dict(sorted(cv_scores.items())),
-            },
-            "real_scored_by_synthetic_only_model": {
-                "summary": _summary(synthetic_only),
-                "objects": synthetic_only,
-            },
-        },
+        "metrics": metrics,
         "built_on": build_platform(),
         "versions": {
             "scikit-learn": sklearn.__version__,
@@ -302,22 +471,10 @@ def _train(config: TrainingConfig) -> tuple[Any, dict[str, Any]]:
 
 
 def train_and_save(out_dir: str | Path | None = None, config: TrainingConfig | None = None) -> Path:
-    """Train with :func:`train` and save the artifact; returns the ``.skops`` path."""
-    estimator, metadata = train(config)
-    out = Path(out_dir) if out_dir is not None else DEFAULT_ARTIFACT.parent
-    return save_artifact(estimator, metadata, out, ARTIFACT_NAME)
+    """Train with :func:`train` and save the artifact; returns the ``.skops`` path.
 
-
-def score_trajectory(model: KilonovaModel, observations: Sequence[Observation]) -> list[tuple[Observation, int, float]]:
-    """Replay a light curve one point at a time: ``(point, detections so far, score)`` after each point.
-
-    Points before the first g/r/i detection are skipped (there is nothing to score yet).
+    ``out_dir`` defaults to :func:`default_output_dir` (never the package's own artifact).
     """
-    ordered = sorted(observations, key=lambda o: (o.mjd, o.band))
-    result = []
-    for end in range(1, len(ordered) + 1):
-        prefix = ordered[:end]
-        n_det = len(detections(prefix))
-        if n_det:
-            result.append((ordered[end - 1], n_det, model.classify(prefix).score))
-    return result
+    estimator, metadata = train(config)
+    out = Path(out_dir) if out_dir is not None else default_output_dir()
+    return save_artifact(estimator, metadata, out, ARTIFACT_NAME)
