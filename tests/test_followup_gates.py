@@ -162,7 +162,7 @@ def test_gw_context_of_a_candidate_from_the_event_and_its_sky_map(tom, django_ca
 
 @pytest.mark.django_db
 def test_the_broker_stores_the_operating_point_decision_with_the_features(tom, settings):
-    from tom_mma_broker.classification import classify_candidate
+    from tom_mma_broker.classification import score_candidate
     from tom_mma_broker.classifier import load_model
     from tom_mma_broker.models import Candidate, CandidatePoint
 
@@ -170,7 +170,7 @@ def test_the_broker_stores_the_operating_point_decision_with_the_features(tom, s
     cand = Candidate.objects.create(name="one", ra=10.0, dec=10.0)
     CandidatePoint.objects.create(candidate=cand, point_id="p1", mjd=60000.0, band="ztfg", magnitude=19.0,
                                   magnitude_error=0.05, upper_limit=False)  # fmt: skip
-    row = classify_candidate(cand.pk)
+    row = score_candidate(cand.pk)
     op = load_model().operating_point
     assert row.features["op_is_candidate"] == 0.0  # one detection, no GW context: never
     assert row.features["op_gw_context"] == 0.0 and row.features["op_threshold"] == op["threshold"]

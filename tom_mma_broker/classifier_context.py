@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 from typing import Any
+
+from tom_mma.gw.ranking import event_position
 
 from .classifier import Classification, GWContext, KilonovaModel
 
@@ -40,28 +41,12 @@ def gw_context_for(candidate: Any) -> GWContext | None:
     """
     if not getattr(candidate, "gw_event", None):
         return None
-    try:
-        from tom_mma.gw.events import load_skymap
-        from tom_mma.models import GWEvent
-    except ImportError:  # a broker without tom_mma's GW layer: no context
+    position = event_position(candidate.gw_event, candidate.ra, candidate.dec)  # tom_mma's documented question
+    if position is None:
         return None
-    event = (
-        GWEvent.objects.filter(superevent_id=candidate.gw_event, state=GWEvent.State.ACTIVE)
-        .select_related("skymap")
-        .defer("skymap__fits")
-        .first()
+    return GWContext(
+        merger_mjd=_mjd(position.event_time), distance_mpc=position.distance_mpc, credible_level=position.credible_level
     )
-    if event is None or event.event_time is None:
-        return None
-    level = distance = None
-    if event.skymap is not None:
-        ranking = load_skymap(event.skymap).rank([candidate.ra], [candidate.dec])
-        level = float(ranking.credible_level[0])
-        if ranking.distance_mean is not None and math.isfinite(float(ranking.distance_mean[0])):
-            distance = float(ranking.distance_mean[0])
-        elif event.skymap.distance_mean:
-            distance = float(event.skymap.distance_mean)
-    return GWContext(merger_mjd=_mjd(event.event_time), distance_mpc=distance, credible_level=level)
 
 
 def stored_features(result: Classification, model: KilonovaModel) -> dict[str, float | None]:

@@ -43,12 +43,12 @@ def rescore(candidate_pks: Iterable[int], progress: Callable[[int, int], None] |
     dict
         ``{"candidates": n, "classified": new rows, "skipped": no detection or already scored}``.
     """
-    from .classification import classify_candidate
+    from .classification import score_candidate
 
     pks = list(candidate_pks)
     classified = 0
     for done, pk in enumerate(pks, start=1):
-        classified += classify_candidate(pk) is not None
+        classified += score_candidate(pk) is not None
         if progress is not None:
             progress(done, len(pks))
     return {"candidates": len(pks), "classified": classified, "skipped": len(pks) - classified}

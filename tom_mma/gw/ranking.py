@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from django.db import connection, transaction
@@ -22,7 +23,15 @@ from tom_mma.models import EventCandidate, EventSkyMap, GWEvent
 
 from .skymap_store import load_skymap
 
-__all__ = ["candidates", "credible_level", "lagging_events", "rank_event", "rank_targets"]
+__all__ = [
+    "EventPosition",
+    "candidates",
+    "credible_level",
+    "event_position",
+    "lagging_events",
+    "rank_event",
+    "rank_targets",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +202,52 @@ def candidates(event: GWEvent):
         .select_related("target")
         .order_by("credible_level", "-probdensity", "target_id")
     )
+
+
+@dataclass(frozen=True)
+class EventPosition:
+    """Where a position lies in an active GW event: what the kilonova classifier takes as GW context.
+
+    Attributes
+    ----------
+    event_time : datetime
+        The merger time.
+    credible_level : float or None
+        Of the position in the current sky map (None without a sky map).
+    distance_mpc : float or None
+        The conditional distance at the position, else the map's mean distance (None without distance).
+    """
+
+    event_time: dt.datetime
+    credible_level: float | None
+    distance_mpc: float | None
+
+
+def event_position(superevent_id: str, ra: float, dec: float) -> EventPosition | None:
+    """A position in an active event (the documented way for other apps to ask; the broker's classifier does).
+
+    Returns
+    -------
+    EventPosition or None
+        None when the event is unknown, retracted, or has no merger time.
+    """
+    event = (
+        GWEvent.objects.filter(superevent_id=superevent_id, state=GWEvent.State.ACTIVE)
+        .select_related("skymap")
+        .defer("skymap__fits")
+        .first()
+    )
+    if event is None or event.event_time is None:
+        return None
+    level = distance = None
+    if event.skymap is not None:
+        ranking = load_skymap(event.skymap).rank(np.array([ra]), np.array([dec]))
+        level = float(ranking.credible_level[0])
+        if ranking.distance_mean is not None and math.isfinite(float(ranking.distance_mean[0])):
+            distance = float(ranking.distance_mean[0])
+        elif event.skymap.distance_mean:
+            distance = float(event.skymap.distance_mean)
+    return EventPosition(event_time=event.event_time, credible_level=level, distance_mpc=distance)
 
 
 def credible_level(superevent_id: str, ra: float, dec: float) -> float | None:
