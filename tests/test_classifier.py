@@ -21,8 +21,8 @@ import pytest
 from tom_mma_broker.classifier import (
     FEATURE_NAMES,
     ArtifactError,
-    Classification,
     GWContext,
+    KilonovaScore,
     NoDetectionsError,
     Observation,
     artifact_status,
@@ -374,7 +374,7 @@ def test_untrusted_types_are_refused(tmp_path):
 
 def test_classify_returns_json_ready_result(shipped):
     result = classify(fade("g", 1.0, range(3)) + fade("r", 0.6, range(3)))
-    assert isinstance(result, Classification)
+    assert isinstance(result, KilonovaScore)
     assert 0.0 <= result.score <= 1.0 and result.model_version == shipped.version
     assert list(result.features) == list(FEATURE_NAMES)
     assert result.features["nir_minus_optical"] is None and result.features["abs_mag_peak"] is None

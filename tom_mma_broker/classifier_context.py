@@ -18,7 +18,7 @@ from typing import Any
 
 from tom_mma.gw.ranking import event_position
 
-from .classifier import Classification, GWContext, KilonovaModel
+from .classifier import GWContext, KilonovaModel, KilonovaScore
 
 __all__ = ["alert_floor", "gw_context_for", "stored_features"]
 
@@ -49,7 +49,7 @@ def gw_context_for(candidate: Any) -> GWContext | None:
     )
 
 
-def stored_features(result: Classification, model: KilonovaModel) -> dict[str, float | None]:
+def stored_features(result: KilonovaScore, model: KilonovaModel) -> dict[str, float | None]:
     """The model's features and its operating-point decision, all numbers (JSON and derived-alert ready)."""
     op = model.operating_point
     with_gw = bool(result.evidence.get("gw_context"))

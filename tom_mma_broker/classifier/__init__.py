@@ -14,8 +14,8 @@ Examples
 from .features import FEATURE_NAMES, GWContext, Observation, extract_features
 from .model import (
     ArtifactError,
-    Classification,
     KilonovaModel,
+    KilonovaScore,
     NoDetectionsError,
     artifact_status,
     classify,
@@ -26,7 +26,7 @@ __all__ = [
     "FEATURE_NAMES",
     "GWContext",
     "ArtifactError",
-    "Classification",
+    "KilonovaScore",
     "KilonovaModel",
     "NoDetectionsError",
     "Observation",

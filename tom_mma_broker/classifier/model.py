@@ -29,7 +29,7 @@ __all__ = [
     "DEFAULT_ARTIFACT",
     "TRUSTED_TYPES",
     "ArtifactError",
-    "Classification",
+    "KilonovaScore",
     "KilonovaModel",
     "NoDetectionsError",
     "artifact_status",
@@ -58,7 +58,7 @@ class NoDetectionsError(ValueError):
 
 
 @dataclass(frozen=True)
-class Classification:
+class KilonovaScore:
     """The kilonova score of a light curve, with what produced it.
 
     Parameters
@@ -193,11 +193,11 @@ class KilonovaModel:
         raw = self.raw_proba(rows)
         return apply_calibration(self.metadata.get("calibration", {}), raw, [group_of(row) for row in rows])
 
-    def classify(self, observations: Sequence[Observation], context: GWContext | None = None) -> Classification:
+    def classify(self, observations: Sequence[Observation], context: GWContext | None = None) -> KilonovaScore:
         """Score a light curve; see :func:`classify`."""
         return self.classify_many([(observations, context)])[0]
 
-    def classify_many(self, curves: Sequence[tuple[Sequence[Observation], GWContext | None]]) -> list[Classification]:
+    def classify_many(self, curves: Sequence[tuple[Sequence[Observation], GWContext | None]]) -> list[KilonovaScore]:
         """Score several light curves in one call of the model (what a batched worker does).
 
         Raises
@@ -230,7 +230,7 @@ class KilonovaModel:
                 "unused_bands": unused_bands(observations),
             }
             results.append(
-                Classification(
+                KilonovaScore(
                     score=float(score),
                     model_version=self.version,
                     features=clean,
@@ -389,7 +389,7 @@ def artifact_status(path: str | Path | None = None) -> tuple[bool, str]:
     return True, f"kilonova classifier {model.version} verified"
 
 
-def classify(observations: Sequence[Observation], context: GWContext | None = None) -> Classification:
+def classify(observations: Sequence[Observation], context: GWContext | None = None) -> KilonovaScore:
     """Kilonova probability of a (partial) light curve, with the shipped model.
 
     Parameters
@@ -401,7 +401,7 @@ def classify(observations: Sequence[Observation], context: GWContext | None = No
 
     Returns
     -------
-    Classification
+    KilonovaScore
         Calibrated score with its interval, the operating point's decision and reason, model version,
         the features used and the evidence.
 
