@@ -35,13 +35,11 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from django.db import DataError, IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from tom_mma.hopmessages import encode_headers
@@ -59,7 +57,8 @@ from .envelope import (
     summarize,
 )
 from .formats import DecodeError, UnstorableContent, clean_text
-from .models import ArchivedAlert, QuarantinedAlert, TopicHealth
+from .health import count_batch, move_count, record_stream_error
+from .models import ArchivedAlert, QuarantinedAlert
 from .pgcopy import copy_rows
 
 __all__ = [
@@ -102,14 +101,6 @@ def is_permanent(exc: BaseException) -> bool:
 
 
 # the health counter that counts messages of each archive status
-_HEALTH_COUNTS = {
-    ArchivedAlert.Status.HANDLED: "messages_handled",
-    ArchivedAlert.Status.ARCHIVED: "messages_archived",
-    ArchivedAlert.Status.QUARANTINED: "messages_quarantined",
-    ArchivedAlert.Status.TEST: "messages_test",
-}
-
-
 def _ignored(returned: Any) -> str:
     """The reason a handler gave for doing nothing (its result's ``ignored`` attribute), or ``""``."""
     reason = getattr(returned, "ignored", "")
@@ -204,7 +195,7 @@ class Ingestor:
         with transaction.atomic():
             row.save(force_insert=True)
             self._quarantine_row(row, failure).save(force_insert=True)
-            self._update_health([result], now)
+            count_batch([result], now, self._known_topics)
         logger.warning("archived %s without content and quarantined it: %s", envelope.describe(), result.reason)
         return result
 
@@ -270,7 +261,7 @@ class Ingestor:
             )
             QuarantinedAlert.objects.bulk_create(quarantined)
         final = [r for r in results if r is not None]
-        self._update_health(final, now)
+        count_batch(final, now, self._known_topics)
         return final
 
     # -- pieces -----------------------------------------------------------------------------
@@ -402,7 +393,7 @@ class Ingestor:
                 result = IngestResult(envelope, Outcome.QUARANTINED, clean_text(str(failure)))
                 logger.warning("re-handling %s failed: %s", envelope.describe(), result.reason)
             alert.save(update_fields=["status", "content"])
-            self._move_health(alert.topic, old_status, alert.status, result, now)
+            move_count(alert.topic, old_status, alert.status, result, now)
             return result
 
     def _requarantine(self, alert: ArchivedAlert, failure: _Quarantine) -> None:
@@ -419,17 +410,6 @@ class Ingestor:
         existing.released = None
         existing.save()
 
-    def _move_health(self, topic: str, old: str, new: str, result: IngestResult, now: datetime) -> None:
-        """Move one message's count from its old status to its new one in its topic's health."""
-        update: dict[str, Any] = {"updated": now}
-        if old != new:
-            update[_HEALTH_COUNTS[old]] = F(_HEALTH_COUNTS[old]) - 1
-            update[_HEALTH_COUNTS[new]] = F(_HEALTH_COUNTS[new]) + 1
-        if result.outcome is Outcome.QUARANTINED:
-            update.update(last_error=clean_text(f"{result.envelope.key}: {result.reason}"[:2000]), last_error_at=now)
-        TopicHealth.objects.get_or_create(topic=topic)
-        TopicHealth.objects.filter(topic=topic).update(**update)
-
     @staticmethod
     def _quarantine_row(row: ArchivedAlert, failure: _Quarantine) -> QuarantinedAlert:
         exc = failure.exc
@@ -443,43 +423,3 @@ class Ingestor:
             traceback=clean_text("".join(traceback.format_exception(exc))[-20000:]),
             attempts=failure.attempts,
         )
-
-    def _update_health(self, results: list[IngestResult], now: datetime) -> None:
-        counts: dict[str, Counter] = defaultdict(Counter)
-        errors: dict[str, str] = {}
-        for result in results:
-            topic = result.envelope.topic[:TOPIC_MAX_LENGTH]  # as archived (see _archive_unstorable)
-            counts[topic][result.outcome] += 1
-            if result.outcome is Outcome.QUARANTINED:
-                errors[topic] = clean_text(f"{result.envelope.key}: {result.reason}"[:2000])
-        for topic, c in counts.items():
-            if topic not in self._known_topics:
-                TopicHealth.objects.get_or_create(topic=topic)
-                self._known_topics.add(topic)
-            update: dict[str, Any] = {
-                "last_message_at": now,
-                "messages_handled": F("messages_handled") + c[Outcome.HANDLED] + c[Outcome.IGNORED],
-                "messages_archived": F("messages_archived") + c[Outcome.ARCHIVED],
-                "messages_quarantined": F("messages_quarantined") + c[Outcome.QUARANTINED],
-                "duplicates": F("duplicates") + c[Outcome.DUPLICATE],
-                "messages_test": F("messages_test") + c[Outcome.TEST],
-                "updated": now,
-            }
-            if topic in errors:
-                update.update(last_error=errors[topic], last_error_at=now)
-            TopicHealth.objects.filter(topic=topic).update(**update)
-
-
-def record_stream_error(topics: Iterable[str], error: str) -> None:
-    """Note a stream-level error (a lost broker, a failed open) in the health of ``topics``.
-
-    Never raises: the database may be what is failing.
-    """
-    now = timezone.now()
-    try:
-        for topic in topics:
-            TopicHealth.objects.update_or_create(
-                topic=topic, defaults={"last_error": clean_text(error[:2000]), "last_error_at": now}
-            )
-    except Exception:  # noqa: BLE001 - the health record is best effort; the caller logs the error
-        logger.debug("could not record stream error in topic health", exc_info=True)
