@@ -62,13 +62,17 @@ def send(task: Any, *args: Any) -> None:
         Its arguments (primary keys and other JSON values).
     """
     try:
-        if task.app.conf.task_always_eager and in_stream_thread():
+        if not task.app.conf.task_always_eager:
+            task.delay(*args)
+        elif in_stream_thread():
             future = _background().submit(_run_eager, task, args)
             with _lock:
                 _futures.add(future)
             future.add_done_callback(_forget)
         else:
-            task.delay(*args)
+            # what Celery's eager ``delay`` does, without the producer it acquires (a connection to a broker
+            # the TOM has not configured: kombu warns "No hostname was supplied")
+            _apply(task, args)
     except Exception:  # noqa: BLE001 - the send is best effort: the work is in the database for the sweep
         logger.exception("could not send %s%r: the sweep will send it again", task.name, args)
 
@@ -130,13 +134,17 @@ def _forget(future: Future) -> None:
         _futures.discard(future)
 
 
+def _apply(task: Any, args: tuple) -> None:
+    result = task.apply(args=args)
+    if result.failed():
+        logger.error("%s%r failed: %s", task.name, args, result.result, exc_info=result.result)
+
+
 def _run_eager(task: Any, args: tuple) -> None:
     from django.db import close_old_connections, connection
 
     close_old_connections()
     try:
-        result = task.apply(args=args)
-        if result.failed():
-            logger.error("%s%r failed: %s", task.name, args, result.result)
+        _apply(task, args)
     finally:
         connection.close()  # this thread's own connection: not left open between tasks

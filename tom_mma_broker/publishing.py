@@ -24,7 +24,7 @@ from .conf import broker_settings
 from .kafka import hop_auth, hop_headers, open_producer, resolve_broker_url
 from .models import OutboxMessage
 
-__all__ = ["PublishIncomplete", "publish_pending"]
+__all__ = ["PublishIncomplete", "close_producers", "publish_pending"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,18 @@ def _producer(timeout: float) -> Any:
     producer = open_producer(broker_settings.KAFKA_URL, auth=auth, timeout=timeout)
     _producers[_here()] = (target, producer)
     return producer
+
+
+def close_producers() -> None:
+    """Close every producer this process keeps (at shutdown, while the broker is still up): all were sent."""
+    for key in list(_producers):
+        cached = _producers.pop(key, None)
+        if cached is None:
+            continue
+        try:
+            cached[1].close()
+        except Exception:  # noqa: BLE001 - closing at shutdown is best effort; unsent rows stay in the outbox
+            logger.debug("closing a kept producer failed", exc_info=True)
 
 
 def _discard_producer() -> None:

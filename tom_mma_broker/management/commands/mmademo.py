@@ -63,6 +63,9 @@ class Command(ExampleCommand):
             if stream is not None:
                 stream.stop()
                 thread.join(10)
+            from tom_mma_broker.publishing import close_producers
+
+            close_producers()  # before the broker goes: a kept producer would retry a dead port
             if started_broker:
                 embedded.stop()
                 out.write("embedded Kafka broker stopped")
