@@ -36,11 +36,16 @@ def kafka_broker() -> Iterator[BrokerInfo]:
 
 @pytest.fixture(autouse=True)
 def _fresh_outbox_producers() -> Iterator[None]:
-    """Each test starts without the producer the outbox publisher keeps per thread (tests change KAFKA_URL)."""
-    yield
+    """Each test starts without the producers the outbox publisher keeps per thread (tests change KAFKA_URL).
+
+    The eager background thread of :mod:`tom_mma.deferred` keeps one too: every thread's is dropped.
+    """
     from tom_mma_broker import publishing
 
+    publishing._producers.clear()
+    yield
     publishing._discard_producer()
+    publishing._producers.clear()
 
 
 @pytest.fixture
