@@ -20,12 +20,20 @@ gw_event_retracted
     a retraction message (the broker's job). ``sender``: :class:`tom_mma.models.GWEvent`; keyword arguments:
     ``event``, ``notice`` (the retraction ``EventNotice``), ``never_live`` (True when the event was never
     seen before its retraction).
+optical_photometry_added
+    An optical alert (ZTF, Rubin, Fink) added new photometry to a Target; the broker hands it to its
+    classifier. ``sender``: :class:`tom_mma.optical.alerts.OpticalAlert`; keyword arguments: ``target``, ``alert``
+    (the :class:`~tom_mma.optical.alerts.OpticalAlert`), ``points`` (the new points, as dicts in the
+    ``tom-mma/photometry/v1`` form without ``point_id``/``time``), ``placements`` (tuple of
+    :class:`tom_mma.optical.service.GWPlacement`: each active event's credible level and days since merger),
+    ``gw_event`` (the superevent whose credible region and time window hold the candidate, or None).
 """
 
 from django.dispatch import Signal
 
-__all__ = ["gw_event_retracted", "gw_notice_received", "gw_skymap_updated"]
+__all__ = ["gw_event_retracted", "gw_notice_received", "gw_skymap_updated", "optical_photometry_added"]
 
 gw_notice_received = Signal()
 gw_skymap_updated = Signal()
 gw_event_retracted = Signal()
+optical_photometry_added = Signal()
