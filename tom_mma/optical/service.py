@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import connection, transaction
 from tom_dataproducts.models import DataProduct, PhotometryReducedDatum, ReducedDatum
 from tom_targets.models import TargetExtra
 
@@ -159,8 +159,42 @@ def add_points(target: Any, alert: OpticalAlert) -> list[OpticalPoint]:
         )  # fmt: skip
     if rows:
         # a concurrent writer's copy of the same point is skipped by the unique constraints
-        PhotometryReducedDatum.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+        if connection.vendor == "postgresql" and len(rows) >= _COPY_MIN_ROWS:
+            _copy_photometry(rows)
+        else:
+            PhotometryReducedDatum.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
     return added
+
+
+# below this many rows an INSERT is as cheap as the COPY's extra statements
+_COPY_MIN_ROWS = 50
+_STAGE = "tom_mma_optical_photometry_stage"
+
+
+def _copy_photometry(rows: list[PhotometryReducedDatum]) -> None:
+    """Insert photometry rows with PostgreSQL's COPY into a session-local staging table, then
+    ``INSERT ... ON CONFLICT DO NOTHING`` (the unique constraints still skip a concurrent copy of a point).
+
+    A Rubin alert's history is hundreds of rows: building and sending them through the ORM was most
+    of an alert's cost (a profile: ~70 %)."""
+    from psycopg.types.json import Jsonb
+
+    meta = PhotometryReducedDatum._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(meta.db_table)
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} AS SELECT {columns} FROM {table} WITH NO DATA")
+        raw = cursor.cursor
+        with raw.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                values = []
+                for f in fields:
+                    value = getattr(row, f.attname)
+                    values.append(Jsonb(value) if f.name == "value" else value)
+                copy.write_row(values)
+        cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_STAGE} ON CONFLICT DO NOTHING")
+        cursor.execute(f"DELETE FROM {_STAGE}")
 
 
 # -- cutouts ---------------------------------------------------------------------------------------
