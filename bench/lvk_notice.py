@@ -84,7 +84,7 @@ def main() -> None:
     from hop.models import AvroBlob
     from tom_targets.models import Target
 
-    from tom_mma.gw import receivers
+    from tom_mma import receivers
     from tom_mma.handlers.lvk import igwn_gwalert_handler
     from tom_mma.models import EventCandidate, GWEvent
 

@@ -244,6 +244,12 @@ ALERT_STREAMS = [
                 "tom-mma.gw170817.derived": "tom_mma.handlers.derived.derived_alert_handler",
                 # live LVK notices on Hopskotch (a topic the broker lacks is checked for again later)
                 "igwn.gwalert": "tom_mma.handlers.lvk.igwn_gwalert_handler",
+                # optical alerts (docs/optical.md): Fink's livestream form and direct ZTF / Rubin packets;
+                # replay files with ``replayalerts FILES --topic tom-mma.demo.ztf`` (add --publish for the broker)
+                "tom-mma.demo.fink-ztf": "tom_mma.handlers.optical.fink_ztf_handler",
+                "tom-mma.demo.fink-lsst": "tom_mma.handlers.optical.fink_lsst_handler",
+                "tom-mma.demo.ztf": "tom_mma.handlers.optical.ztf_handler",
+                "tom-mma.demo.lsst": "tom_mma.handlers.optical.lsst_handler",
                 # None: archive only
                 "tom-mma.demo.alerts": None,
             },

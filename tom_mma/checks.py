@@ -16,7 +16,10 @@ from django.core import checks
 from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
-from . import checks_derived  # noqa: F401  (registers the derived-alert checks)
+from . import (
+    checks_derived,  # noqa: F401  (registers the derived-alert checks)
+    checks_optical,  # noqa: F401  (registers the optical-alert checks)
+)
 from .conf import mma_settings
 
 

@@ -62,6 +62,17 @@ DEFAULTS: dict = {
         "default": [-1.0, 5.0],
     },
     "LINK_TRANSIENT_WINDOW_S": 10.0,
+    # Optical alerts (ZTF, Rubin, Fink; tom_mma.optical, docs/optical.md). The cone (arcsec) that merges an alert
+    # with a Target of another survey or a GW candidate when no object id matches; the groups its new Targets go
+    # to (None: TARGET_GROUPS); how many alerts' cutouts each Target keeps (newest first; 0 none, None all);
+    # whether an alert without its three cutouts is quarantined; the Rubin schema of schemaless records that
+    # come without a Confluent frame; how long after a merger an optical candidate may be escalated (days).
+    "OPTICAL_MATCH_RADIUS_ARCSEC": 1.5,
+    "OPTICAL_TARGET_GROUPS": None,
+    "OPTICAL_CUTOUTS_KEPT": 1,
+    "OPTICAL_REQUIRE_CUTOUTS": False,
+    "RUBIN_SCHEMA_VERSION": "latest",
+    "OPTICAL_GW_WINDOW_DAYS": 14.0,
 }
 
 mma_settings = AppSettings("TOM_MMA", DEFAULTS)

@@ -33,6 +33,13 @@ transient_event_changed
 events_linked
     The linker associated two events (or changed the association's score). ``sender``:
     :class:`tom_mma.models.EventLink`; keyword arguments: ``link`` (the ``EventLink``), ``created``.
+optical_photometry_added
+    An optical alert (ZTF, Rubin, Fink) added new photometry to a Target; the broker hands it to its
+    classifier. ``sender``: :class:`tom_mma.optical.alerts.OpticalAlert`; keyword arguments: ``target``, ``alert``
+    (the :class:`~tom_mma.optical.alerts.OpticalAlert`), ``points`` (the new points, as dicts in the
+    ``tom-mma/photometry/v1`` form without ``point_id``/``time``), ``placements`` (tuple of
+    :class:`tom_mma.optical.service.GWPlacement`: each active event's credible level and days since merger),
+    ``gw_event`` (the superevent whose credible region and time window hold the candidate, or None).
 """
 
 from django.dispatch import Signal
@@ -44,6 +51,7 @@ __all__ = [
     "gw_observations_to_cancel",
     "gw_skymap_updated",
     "observation_trigger_claimed",
+    "optical_photometry_added",
     "transient_event_changed",
 ]
 
@@ -54,3 +62,4 @@ gw_observations_to_cancel = Signal()
 observation_trigger_claimed = Signal()
 transient_event_changed = Signal()
 events_linked = Signal()
+optical_photometry_added = Signal()

@@ -157,7 +157,9 @@ def _unique_names(name: str, aliases: Iterable[str]) -> list[str]:
     return names
 
 
-def _find_match(names: Sequence[str], ra: float, dec: float) -> tuple[Target | None, str]:
+def _find_match(
+    names: Sequence[str], ra: float, dec: float, radius_arcsec: float | None = None
+) -> tuple[Target | None, str]:
     """The existing Target these names/position denote, and how it matched."""
     by_name = {t.name: t for t in Target.objects.filter(name__in=names)}
     for candidate in names:  # the primary name first
@@ -166,7 +168,8 @@ def _find_match(names: Sequence[str], ra: float, dec: float) -> tuple[Target | N
     alias = TargetName.objects.filter(name__in=names).select_related("target").first()
     if alias is not None:
         return Target.objects.get(pk=alias.target_id), "alias"
-    radius_deg = float(mma_settings.MERGE_RADIUS_ARCSEC) / 3600.0
+    radius = mma_settings.MERGE_RADIUS_ARCSEC if radius_arcsec is None else radius_arcsec
+    radius_deg = float(radius) / 3600.0
     if radius_deg > 0:
         nearest = cone_filter(Target.objects.all(), ra, dec, radius_deg)
         if nearest:
@@ -213,6 +216,8 @@ def get_or_create_target(
     dec: float,
     aliases: Iterable[str] = (),
     source: str = "alert",
+    radius_arcsec: float | None = None,
+    groups: Sequence[str] | None = None,
 ) -> tuple[Target, bool]:
     """The Target for a candidate: an existing one merged by name, alias or cone, or a new one.
 
@@ -226,6 +231,10 @@ def get_or_create_target(
         Other names; each one no Target uses yet becomes an alias (``TargetName``).
     source : str
         What the alert came from, for the log.
+    radius_arcsec : float, optional
+        The merge cone (default ``TOM_MMA['MERGE_RADIUS_ARCSEC']``; 0 merges by name and alias only).
+    groups : sequence of str, optional
+        The groups a new Target is given to (default ``TOM_MMA['TARGET_GROUPS']``).
 
     Returns
     -------
@@ -243,10 +252,12 @@ def get_or_create_target(
     for _attempt in range(_MAX_ATTEMPTS):
         try:
             with transaction.atomic():
-                target, how = _find_match(names, ra, dec)
+                target, how = _find_match(names, ra, dec, radius_arcsec)
                 if target is None:
                     _creation_lock()
-                    target, how = _find_match(names, ra, dec)  # a worker may have created it while we waited
+                    target, how = _find_match(
+                        names, ra, dec, radius_arcsec
+                    )  # a worker may have created it while we waited
                 if target is not None:
                     added = _add_aliases(target, names)
                     logger.info(
@@ -261,7 +272,7 @@ def get_or_create_target(
                 target = Target(name=names[0], type=Target.SIDEREAL, ra=ra % 360.0, dec=dec, epoch=2000.0)
                 target.save()
                 _add_aliases(target, names[1:])
-                assign_target_permissions(target)
+                assign_target_permissions(target, groups)
                 logger.info("%s %s created target %s (id %s)", source, name, target.name, target.pk)
                 return target, True
         except IntegrityError:
@@ -269,21 +280,44 @@ def get_or_create_target(
     raise RuntimeError(f"could not create or find a target for {name!r} after {_MAX_ATTEMPTS} attempts")
 
 
-def target_groups() -> list[Group]:
-    """The groups given access to Targets created from streams (``TOM_MMA['TARGET_GROUPS']``)."""
-    return [Group.objects.get_or_create(name=group_name)[0] for group_name in mma_settings.TARGET_GROUPS]
+def target_groups(names: Sequence[str] | None = None) -> list[Group]:
+    """The groups given access to Targets created from streams (``names``, else ``TOM_MMA['TARGET_GROUPS']``)."""
+    names = mma_settings.TARGET_GROUPS if names is None else names
+    return [Group.objects.get_or_create(name=group_name)[0] for group_name in names]
 
 
-def assign_target_permissions(target: Target) -> None:
+def assign_target_permissions(target: Target, groups: Sequence[str] | None = None) -> None:
     """Give the stream's groups access to a Target created from a stream.
 
     The groups in ``TOM_MMA['TARGET_GROUPS']`` (created if missing) may view and change it. The Target's
-    own ``permissions`` level stays the TOM's ``TARGET_DEFAULT_PERMISSION``.
+    own ``permissions`` level stays the TOM's ``TARGET_DEFAULT_PERMISSION``. ``groups`` names other groups
+    instead (a stream's own setting, e.g. ``TOM_MMA['OPTICAL_TARGET_GROUPS']``).
     """
-    app_label = get_target_model_app_label()
-    for group in target_groups():
-        for permission in TARGET_GROUP_PERMISSIONS:
-            assign_perm(f"{app_label}.{permission}", group, target)
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+    from guardian.utils import get_group_obj_perms_model
+
+    model = get_group_obj_perms_model(target)
+    group_list = target_groups(groups)
+    if not any(f.name == "object_pk" for f in model._meta.get_fields()):
+        # a direct-foreign-key permission model: guardian's own path
+        app_label = get_target_model_app_label()
+        for group in group_list:
+            for permission in TARGET_GROUP_PERMISSIONS:
+                assign_perm(f"{app_label}.{permission}", group, target)
+        return
+    # guardian's generic rows in one insert (assign_perm makes two queries per group and permission: a
+    # stream that creates many Targets spent a quarter of its time there)
+    content_type = ContentType.objects.get_for_model(target)
+    permissions = list(Permission.objects.filter(content_type=content_type, codename__in=TARGET_GROUP_PERMISSIONS))
+    model.objects.bulk_create(
+        [
+            model(group=group, permission=permission, content_type=content_type, object_pk=str(target.pk))
+            for group in group_list
+            for permission in permissions
+        ],
+        ignore_conflicts=True,
+    )
 
 
 def assign_observation_permissions(record: Any) -> None:

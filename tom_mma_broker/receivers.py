@@ -9,13 +9,24 @@ never saw live: the alert may have cited it from elsewhere), and again whenever 
 retracted event is stored (``gw_notice_received``: e.g. the preliminary notice that arrives after a
 retraction that came first). Queueing is idempotent (one retraction per derived alert), so calling it again
 queues nothing twice.
+
+The new photometry of an optical alert (``optical_photometry_added``) goes to the broker's candidates as
+``tom-mma/photometry/v1`` points, with the GW event whose credible region and time window hold the candidate,
+and the candidate's classification is queued (once per candidate), as a point from the photometry topic would be.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["connect", "on_events_linked", "on_gw_event_retracted", "on_gw_notice_received", "on_outbox_queued"]
+__all__ = [
+    "connect",
+    "on_events_linked",
+    "on_gw_event_retracted",
+    "on_gw_notice_received",
+    "on_optical_photometry_added",
+    "on_outbox_queued",
+]
 
 
 def _follow_with_retractions(event: Any) -> None:
@@ -66,9 +77,21 @@ def on_events_linked(sender: Any, link: Any, created: bool, **kwargs: Any) -> No
     queue_link_alert(link)
 
 
+def on_optical_photometry_added(sender: Any, target: Any, points: list[dict], **kwargs: Any) -> None:
+    """New optical photometry of a Target: store it under the broker's candidate (classified once, on commit)."""
+    from django.db import transaction
+
+    from .candidates import ingest_point
+    from .schemas.photometry import PhotometryMessage
+
+    with transaction.atomic():
+        for fields in points:
+            ingest_point(PhotometryMessage.create(**fields))  # sends candidate_points_added
+
+
 def connect() -> None:
     """Connect the receivers (idempotent)."""
-    from tom_mma.signals import events_linked, gw_event_retracted, gw_notice_received
+    from tom_mma.signals import events_linked, gw_event_retracted, gw_notice_received, optical_photometry_added
 
     from .signals import candidate_points_added, outbox_queued
 
@@ -78,3 +101,4 @@ def connect() -> None:
     events_linked.connect(on_events_linked, dispatch_uid="tom_mma_broker.links")
     gw_event_retracted.connect(on_gw_event_retracted, dispatch_uid="tom_mma_broker.retractions")
     gw_notice_received.connect(on_gw_notice_received, dispatch_uid="tom_mma_broker.retracted_notices")
+    optical_photometry_added.connect(on_optical_photometry_added, dispatch_uid="tom_mma_broker.optical_photometry")

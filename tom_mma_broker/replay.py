@@ -35,14 +35,37 @@ def alert_files(paths: Sequence[str | Path]) -> Iterator[Path]:
         if not path.exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in ALERT_SUFFIXES)
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and _is_alert_file(p))
         else:
             yield path
 
 
+def _is_alert_file(path: Path) -> bool:
+    return path.suffix.lower() in ALERT_SUFFIXES or path.name.lower().endswith(".avro.gz")
+
+
+def _payloads(path: Path) -> list[bytes]:
+    """The messages of one file: a gzipped file's content; an Avro file with many alerts, one per alert."""
+    from .containers import gunzip, split_container
+    from .formats import DecodeError
+
+    payload = path.read_bytes()
+    if path.name.lower().endswith(".gz"):
+        try:
+            payload = gunzip(payload)
+        except DecodeError:
+            return [payload]  # kept whole: the ingest path quarantines it with the reason
+    if payload[:4] == AVRO_MAGIC:
+        try:
+            return split_container(payload)
+        except DecodeError:
+            return [payload]
+    return [payload]
+
+
 def _format_header(path: Path, payload: bytes) -> list[tuple[str, bytes]]:
     """The ``_format`` header hop would have sent with this file."""
-    suffix = path.suffix.lower()
+    suffix = ".avro" if path.name.lower().endswith(".avro.gz") else path.suffix.lower()
     if suffix == ".avro" or payload[:4] == AVRO_MAGIC:
         return [("_format", b"avro")]
     if suffix == ".json":
@@ -55,16 +78,18 @@ def _format_header(path: Path, payload: bytes) -> list[tuple[str, bytes]]:
 
 
 def envelopes_for(files: Sequence[Path], topic: str) -> Iterator[Envelope]:
-    """One envelope per file, with the ``_format`` header hop would send."""
+    """One envelope per alert (per file, or per record of an Avro file), with the ``_format`` header hop would send."""
     for path in files:
-        payload = path.read_bytes()
-        yield Envelope(topic=topic, payload=payload, headers=_format_header(path, payload), origin=str(path))
+        payloads = _payloads(path)
+        for i, payload in enumerate(payloads):
+            origin = str(path) if len(payloads) == 1 else f"{path}#{i}"
+            yield Envelope(topic=topic, payload=payload, headers=_format_header(path, payload), origin=origin)
 
 
 def replay_files(
     paths: Sequence[str | Path], topic: str, handlers: Mapping[str, object] | None = None, batch_size: int = 100
 ) -> Iterator[IngestResult]:
-    """Run alert files through the handlers of ``topic``; yield one result per file.
+    """Run alert files through the handlers of ``topic``; yield one result per alert (per file, or per record).
 
     Parameters
     ----------
@@ -99,9 +124,9 @@ def publish_files(paths: Sequence[str | Path], topic: str, url: str | None, auth
     files = list(alert_files(paths))
     with open_producer(url, topic, auth=auth) as producer:
         for path in files:
-            payload = path.read_bytes()
-            fmt = dict(_format_header(path, payload)).get("_format", b"blob").decode()
-            message_id, headers = hop_headers(fmt)
-            producer.write_raw(payload, headers, topic=topic)
-            yield path, str(message_id)
+            for payload in _payloads(path):
+                fmt = dict(_format_header(path, payload)).get("_format", b"blob").decode()
+                message_id, headers = hop_headers(fmt)
+                producer.write_raw(payload, headers, topic=topic)
+                yield path, str(message_id)
         producer.flush()
