@@ -32,11 +32,29 @@ def check_optical_settings(app_configs=None, **kwargs) -> list[checks.CheckMessa
     if groups is not None and (isinstance(groups, str) or not all(isinstance(g, str) for g in groups)):
         errors.append(checks.Error("OPTICAL_TARGET_GROUPS must be None or a list of group names",
                                    hint='e.g. ["Public"]', id="tom_mma.E092"))  # fmt: skip
-    from .optical.packets import AlertFormatError, rubin_schema
+    if _reads_rubin():
+        from .optical.packets import AlertFormatError, rubin_schema
 
-    try:
-        rubin_schema(mma_settings.RUBIN_SCHEMA_VERSION)
-    except AlertFormatError as exc:
-        errors.append(checks.Warning(str(exc), hint="install tom-mma[optical] or name a shipped version",
-                                     id="tom_mma.W090"))  # fmt: skip
+        try:
+            rubin_schema(mma_settings.RUBIN_SCHEMA_VERSION)
+        except AlertFormatError as exc:
+            errors.append(checks.Warning(str(exc), hint="install tom-mma[optical] or name a shipped version",
+                                         id="tom_mma.W090"))  # fmt: skip
     return errors
+
+
+def _reads_rubin() -> bool:
+    """Whether the TOM means to read Rubin alerts: a Rubin handler routed, or a Rubin schema chosen.
+
+    A TOM that takes no Rubin alerts needs no Rubin schemas (``tom-mma[optical]``), and gets no warning.
+    """
+    from django.conf import settings
+
+    if "RUBIN_SCHEMA_VERSION" in mma_settings.user_settings:
+        return True
+    rubin_handlers = ("fink_lsst_handler", "lsst_handler", "optical_alert_handler")
+    for config in getattr(settings, "ALERT_STREAMS", []) or []:
+        for path in (config.get("OPTIONS", {}).get("TOPIC_HANDLERS") or {}).values():
+            if isinstance(path, str) and path.rsplit(".", 1)[-1] in rubin_handlers:
+                return True
+    return False
