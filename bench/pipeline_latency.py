@@ -35,20 +35,13 @@ import time
 import uuid
 from pathlib import Path
 
+from benchstats import percentile  # bench/ is on sys.path when a benchmark runs as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 TOPICS = {"gw": "tom-mma.gw170817.gwalert", "photometry": "tom-mma.gw170817.photometry",
           "results": "tom-mma.gw170817.derived"}  # fmt: skip
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def synthetic_points(candidates: int, points: int, seed: int = 1):
