@@ -100,7 +100,8 @@ def test_in_eager_mode_too_the_stream_thread_hands_the_facility_to_a_background_
         reader.start()
         try:
             trigger = _assert_behind_handled_while_facility_waits(kafka_broker, topic, group, 6)
-            assert trigger.status == "submitting"  # the background thread is inside the facility's call
+            # the background thread is inside the facility's call (it gets there on its own time: wait)
+            wait_for(lambda: ObservationTrigger.objects.get(pk=trigger.pk).status == "submitting", "the facility call")
         finally:
             release.touch()
             reader.join(60)
