@@ -109,11 +109,13 @@ def run(args, settings) -> dict:
 
         # the outbox publisher in its own thread, as a Celery worker runs it beside readstreams (in the stream's
         # thread, each batch would wait for the broker's acknowledgement before the next is read)
-        from tom_mma_broker import publishing
-        from tom_mma_broker.snews import handlers as snews_handlers
+        from tom_mma_broker import publishing, signals
 
         wake = threading.Event()
-        snews_handlers._publish_soon = wake.set
+        # the outbox's signal after each batch commit wakes this thread (in place of the eager Celery task,
+        # which would publish in the stream's thread)
+        signals.outbox_queued.disconnect(dispatch_uid="tom_mma_broker.outbox_queued")
+        signals.outbox_queued.connect(lambda **kwargs: wake.set(), weak=False, dispatch_uid="bench.wake")
 
         def publisher() -> None:
             from django.db import close_old_connections

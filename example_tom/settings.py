@@ -250,6 +250,11 @@ ALERT_STREAMS = [
                 "tom-mma.demo.fink-lsst": "tom_mma.handlers.optical.fink_lsst_handler",
                 "tom-mma.demo.ztf": "tom_mma.handlers.optical.ztf_handler",
                 "tom-mma.demo.lsst": "tom_mma.handlers.optical.lsst_handler",
+                # supernova neutrinos (docs/snews.md): the SNEWS decider's alerts, GCN's SNEWS notices and
+                # Super-Kamiokande's, as neutrino events; replay files with ``replayalerts FILES --topic ...``
+                "tom-mma.snews.alert": "tom_mma.handlers.gcn.snews_alert_handler",
+                "gcn.notices.snews2.alert": "tom_mma.handlers.gcn.gcn_snews_handler",
+                "gcn.notices.superk.sn_alert": "tom_mma.handlers.gcn.superk_sn_handler",
                 # None: archive only
                 "tom-mma.demo.alerts": None,
             },

@@ -162,3 +162,84 @@ def test_snews_alerts_of_the_decider_become_a_neutrino_event_updated_and_retract
     ]
     nu = event("snews")
     assert nu.trigger_time.isoformat() == "2030-01-01T00:00:01+00:00" and nu.properties["false_alarm_prob"] > 0
+
+
+SNEWS_GCN = [f"snews/alert.{kind}.example.json" for kind in ("initial", "update", "retraction")]
+
+
+def test_gcn_snews_notices_become_a_neutrino_event_updated_then_retracted():
+    results = replay("gcn.notices.snews2.alert", "gcn_snews_handler", *SNEWS_GCN[:2])
+    assert [r.outcome for r in results] == [Outcome.HANDLED] * 2
+    nu = event("snews-gcn")
+    assert (nu.event_id, nu.messenger, nu.state, nu.record_number) == ("SNEWS-20300101-000001", "neutrino", "active", 2)
+    assert nu.properties["detector_names"] == ["Super-K", "IceCube", "KamLAND"]
+    assert nu.properties["neutrino_times"][2] == "2030-01-01T00:00:04.000000Z"
+    assert (nu.properties["false_alarm_prob"], nu.far, nu.properties["p_values"][2]) == (2.2e-13, 1.4e-21, None)
+    assert nu.trigger_time.isoformat() == "2030-01-01T00:00:01.250000+00:00"
+    replay("gcn.notices.snews2.alert", "gcn_snews_handler", SNEWS_GCN[2])
+    nu = event("snews-gcn")
+    assert nu.state == "retracted" and nu.notices.count() == 3
+    assert nu.properties["detector_names"] == ["Super-K", "IceCube", "KamLAND"]  # a retraction keeps the figures
+
+
+def test_an_update_arriving_after_the_retraction_does_not_revive_the_event():
+    replay("gcn.notices.snews2.alert", "gcn_snews_handler", SNEWS_GCN[0], SNEWS_GCN[2], SNEWS_GCN[1])
+    assert event("snews-gcn").state == "retracted"
+
+
+def test_the_bridge_draft_form_of_a_gcn_snews_notice_is_read_as_a_test_event(settings):
+    settings.TOM_MMA = {"ACCEPT_TEST_EVENTS": True}
+    (result,) = replay("gcn.notices.snews2.alert", "gcn_snews_handler", "snews/alert.bridge-draft.example.json")
+    assert result.outcome is Outcome.HANDLED
+    nu = event("snews-gcn")
+    assert nu.is_test and nu.event_id == "test:3f1c9a2e-7d4b-4f0e-9a51-0c6a1e2b7d90" and nu.far == 1e-06
+    assert nu.properties["detector_names"] == ["Super-K", "KM3NeT"] and nu.properties["p_values"] == [0.05, 0.05]
+    assert nu.trigger_time.isoformat() == "2030-01-02T10:00:00.500000+00:00"
+
+
+def test_superk_alerts_carry_their_detector_and_time():
+    replay("gcn.notices.superk.sn_alert", "superk_sn_handler", "superk/sn_alert.real.example.json")
+    superk = event("superk-sn")
+    assert superk.properties["detector_names"] == ["Super-K"]
+    assert superk.properties["neutrino_times"] == ["2023-08-01T00:00:01.000000Z"] and superk.messenger == "neutrino"
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"detector_names": []}, "detector_names must be a non-empty list"),
+        ({"detector_names": ["Super-K", "Super-K"]}, "name each detector once"),
+        ({"neutrino_times": ["2030-01-01T00:00:01Z"]}, "neutrino_times must give one time per detector"),
+        ({"neutrino_times": ["2030-01-01T00:00:01Z", "soon"]}, r"neutrino_times\[1\] is not an ISO 8601"),
+        ({"p_values": [0.1, 2]}, "p_values must give one p-value in"),
+        ({"false_alarm_prob": -1}, "false_alarm_prob must be a non-negative number"),
+        ({"far": "low"}, "far must be a non-negative number"),
+        ({"id": ""}, "id must be a non-empty string"),
+        ({"alert_type": "maybe"}, "alert_type must be initial"),
+    ],
+)
+def test_invalid_gcn_snews_notices_are_refused_with_the_reason(change, reason):
+    content = json.loads((GCN / SNEWS_GCN[0]).read_text())
+    content.update(change)
+    with pytest.raises(TransientNoticeError, match=reason):
+        parse_notice(json.dumps(content).encode(), "snews-gcn")
+
+
+def test_a_bad_gcn_snews_notice_is_quarantined_and_the_next_one_is_taken(tmp_path):
+    content = json.loads((GCN / SNEWS_GCN[0]).read_text())
+    content["neutrino_times"] = content["neutrino_times"][:1]
+    (tmp_path / "1-bad.json").write_text(json.dumps(content))
+    (tmp_path / "2-good.json").write_bytes((GCN / SNEWS_GCN[0]).read_bytes())
+    results = replay("gcn.notices.snews2.alert", "gcn_snews_handler", tmp_path / "1-bad.json", tmp_path / "2-good.json")
+    assert [r.outcome for r in results] == [Outcome.QUARANTINED, Outcome.HANDLED]
+    assert "one time per detector" in QuarantinedAlert.objects.get().reason
+    assert event("snews-gcn").properties["detector_names"] == ["Super-K", "IceCube"]
+
+
+def test_doctests_of_the_neutrino_notices():
+    import doctest
+
+    from tom_mma.transients import neutrinos
+
+    result = doctest.testmod(neutrinos)
+    assert result.attempted > 0 and result.failed == 0

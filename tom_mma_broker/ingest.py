@@ -27,6 +27,8 @@ Guarantees, per batch, in one database transaction:
   that reason, so that a person replaying files sees why nothing appeared;
 * a message with hop's ``_test`` header, read by a stream that ignores test messages, is
   archived with status ``test`` and its handler is not run;
+* work a handler deferred to the end of the batch (:mod:`tom_mma_broker.batchwork`) runs after the last
+  handler, in the batch's transaction;
 * the caller commits offsets only after this transaction commits (at-least-once delivery).
 """
 
@@ -44,6 +46,7 @@ from django.utils import timezone
 
 from tom_mma.hopmessages import encode_headers
 
+from .batchwork import batch_scope, finish_batch
 from .conf import broker_settings
 from .envelope import (
     KEY_MAX_LENGTH,
@@ -156,7 +159,7 @@ class Ingestor:
         if not envelopes:
             return []
         try:
-            with transaction.atomic():
+            with transaction.atomic(), batch_scope():
                 return self._ingest(envelopes)
         except (IntegrityError, *_UNSTORABLE) as exc:
             # another consumer archived one of these messages between our check and our insert,
@@ -166,7 +169,7 @@ class Ingestor:
         results = []
         for envelope in envelopes:
             try:
-                with transaction.atomic():
+                with transaction.atomic(), batch_scope():
                     results.extend(self._ingest([envelope]))
             except IntegrityError as exc:
                 if ArchivedAlert.objects.filter(key=envelope.key).exists():
@@ -255,6 +258,9 @@ class Ingestor:
             else:
                 outcome = Outcome.HANDLED if handler is not None else Outcome.ARCHIVED
                 results[i] = IngestResult(envelope, outcome)
+        # what handlers deferred to the end of the batch (:mod:`.batchwork`: the SNEWS decider's state and
+        # alerts), in this transaction: an error here rolls the batch back and the stream retries it
+        finish_batch()
         if quarantined:
             ArchivedAlert.objects.filter(pk__in=[q.alert_id for q in quarantined]).update(
                 status=ArchivedAlert.Status.QUARANTINED

@@ -16,8 +16,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .conf import broker_settings
@@ -42,29 +41,24 @@ class PublishIncomplete(RuntimeError):
 
 
 def _claim(limit: int) -> list[OutboxMessage]:
-    """Take up to ``limit`` queued messages, in order, in one short transaction.
+    """Take up to ``limit`` queued messages, in order, in one statement (one round trip).
 
-    A row is claimed by a conditional update of its ``attempts``: of two publishers that read the same
-    rows at once, only one claims each row. A publisher that starts after the claim may send a row again
-    before it is marked sent: at least once, which the idempotent producer and the consumers' dedup on
-    the alert id absorb.
+    ``UPDATE ... SET attempts = attempts + 1 WHERE id IN (the first unsent ids) RETURNING *``: a row is
+    claimed by that update, so of two publishers that read at once only one claims each row (PostgreSQL
+    locks the chosen rows and skips those another publisher holds, ``FOR UPDATE SKIP LOCKED``; SQLite
+    serialises writers). A publisher that starts after the claim may send a row again before it is marked
+    sent: at least once, which the idempotent producer and the consumers' dedup on the alert id absorb.
     """
+    meta = OutboxMessage._meta
+    table = connection.ops.quote_name(meta.db_table)
+    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    sql = (
+        f"UPDATE {table} SET attempts = attempts + 1 WHERE id IN "
+        f"(SELECT id FROM {table} WHERE sent_at IS NULL ORDER BY id LIMIT %s{lock}) RETURNING *"
+    )
     with transaction.atomic():
-        # skip_locked: rows another publisher is claiming right now (PostgreSQL; SQLite serialises writers)
-        seen = list(
-            OutboxMessage.objects.select_for_update(skip_locked=True)
-            .filter(sent_at__isnull=True)
-            .order_by("id")
-            .values_list("pk", "attempts")[:limit]
-        )
-        claimed = [
-            pk
-            for pk, attempts in seen
-            if OutboxMessage.objects.filter(pk=pk, attempts=attempts, sent_at__isnull=True).update(
-                attempts=F("attempts") + 1
-            )
-        ]
-    return list(OutboxMessage.objects.filter(pk__in=claimed).order_by("id"))
+        rows = list(OutboxMessage.objects.raw(sql, [int(limit)]))
+    return sorted(rows, key=lambda row: row.pk)
 
 
 # One producer per thread of a process, kept between calls: an idempotent producer's first message waits

@@ -10,6 +10,7 @@ In the TOM's ``ALERT_STREAMS`` (GCN Kafka: see ``docs/gcn.md``)::
         "gcn.notices.icecube.gold_bronze_track_alerts": "tom_mma.handlers.gcn.icecube_track_handler",
         "gcn.notices.icecube.lvk_nu_track_search": "tom_mma.handlers.gcn.icecube_lvk_nu_handler",
         "gcn.notices.superk.sn_alert": "tom_mma.handlers.gcn.superk_sn_handler",
+        "gcn.notices.snews2.alert": "tom_mma.handlers.gcn.gcn_snews_handler",
         "tom-mma.snews.alert": "tom_mma.handlers.gcn.snews_alert_handler",
     }
 
@@ -35,6 +36,7 @@ __all__ = [
     "icecube_track_handler",
     "icecube_lvk_nu_handler",
     "superk_sn_handler",
+    "gcn_snews_handler",
     "snews_alert_handler",
 ]
 
@@ -98,3 +100,8 @@ def superk_sn_handler(alert: Any, metadata: Any = None) -> TransientResult:
 def snews_alert_handler(alert: Any, metadata: Any = None) -> TransientResult:
     """SNEWS 2.0 coincidence alerts (the decider's topic): a neutrino event, updated and retracted."""
     return _handle(alert, "snews")
+
+
+def gcn_snews_handler(alert: Any, metadata: Any = None) -> TransientResult:
+    """SNEWS 2.0 coincidence alerts as GCN notices (``gcn.notices.snews2.alert``): a neutrino event."""
+    return _handle(alert, "snews-gcn")

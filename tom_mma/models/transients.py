@@ -14,7 +14,7 @@ class TransientEvent(models.Model):
     """One GRB, X-ray transient or neutrino event, with the figures of its latest notice.
 
     Keyed on its source (``fermi-gbm``, ``swift-bat-guano``, ``svom-eclairs``, ``ep-wxt``, ``icecube-track``,
-    ``icecube-lvk-nu``, ``superk-sn``, ``snews``) and the source's own id of the event.
+    ``icecube-lvk-nu``, ``superk-sn``, ``snews``, ``snews-gcn``) and the source's own id of the event.
     """
 
     class State(models.TextChoices):

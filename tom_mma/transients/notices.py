@@ -13,6 +13,7 @@ source                 GCN Kafka topic                                         e
 ``icecube-lvk-nu``     ``gcn.notices.icecube.lvk_nu_track_search``             ``ref_ID`` (superevent)
 ``superk-sn``          ``gcn.notices.superk.sn_alert``                         ``id``
 ``snews``              the SNEWS decider's alert topic (``tom-mma/snews-alert``)  the sub-group's id
+``snews-gcn``          ``gcn.notices.snews2.alert`` (see :mod:`.neutrinos`)      ``id``
 =====================  ======================================================  =====================
 
 Each becomes a frozen :class:`ParsedNotice`: the event's time, position and error circle (or a HEALPix map,
@@ -33,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import neutrinos
+
 __all__ = ["TransientNoticeError", "ParsedNotice", "SOURCES", "parse_notice", "detect_source"]
 
 
@@ -52,6 +55,7 @@ SOURCES = {
     "icecube-lvk-nu": ("neutrino", "IceCube LVK track search"),
     "superk-sn": ("neutrino", "Super-Kamiokande"),
     "snews": ("neutrino", "SNEWS"),
+    "snews-gcn": ("neutrino", "SNEWS (GCN)"),
 }
 _SCHEMA_PATHS = {
     "fermi/gbm/": "fermi-gbm",
@@ -199,6 +203,8 @@ def detect_source(content: Mapping[str, Any]) -> str:
     schema = str(content.get("$schema") or content.get("schema") or "")
     if schema.startswith("tom-mma/snews-alert"):
         return "snews"
+    if neutrinos.is_gcn_snews(content):
+        return "snews-gcn"
     lowered = schema.lower()
     for path, source in _SCHEMA_PATHS.items():
         if f"/notices/{path}" in lowered:
@@ -260,8 +266,8 @@ def parse_notice(payload: Any, source: str | None = None) -> ParsedNotice:
     detected = detect_source(content)
     if source is not None and detected != source:
         raise TransientNoticeError(f"a {detected} notice, where {source} was expected")
-    if detected == "snews":
-        return _parse_snews(content)
+    if detected in ("snews", "snews-gcn"):
+        return _parse_snews(content, gcn=detected == "snews-gcn")
     if detected == "icecube-lvk-nu":
         return _parse_lvk_nu(content)
     alert_type = str(content.get("alert_type", "initial")).lower()
@@ -282,6 +288,8 @@ def parse_notice(payload: Any, source: str | None = None) -> ParsedNotice:
                   "n_events", "n_ibd_events", "luminosity_distance", "follow_up_event", "slew_status", "net_count_rate")
         if k in content
     }  # fmt: skip
+    if detected == "superk-sn":  # detectors and times as the SNEWS events give theirs
+        properties.update(neutrinos.superk_properties(content))
     is_test = str(content.get("alert_tense", "current")).lower() in _TEST_TENSES
     return ParsedNotice(
         source=detected,
@@ -349,41 +357,7 @@ def _parse_lvk_nu(content: Mapping[str, Any]) -> ParsedNotice:
     )
 
 
-_SNEWS_TYPES = {"COINC_MSG", "COINC_MSG_STAGGERED", "UPDATE", "RETRACTION"}
-
-
-def _parse_snews(content: Mapping[str, Any]) -> ParsedNotice:
-    kind = str(content.get("alert_type", ""))
-    prefix, _, base = kind.rpartition(" ")
-    if base not in _SNEWS_TYPES or prefix not in ("", "TEST", "FIREDRILL"):
-        raise TransientNoticeError(f"not a SNEWS coincidence alert type: {kind!r}")
-    names, times = content.get("detector_names"), content.get("neutrino_times")
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise TransientNoticeError("detector_names must be a non-empty list of names")
-    if not isinstance(times, list) or len(times) != len(names):
-        raise TransientNoticeError("neutrino_times must give one time per detector")
-    parsed = [parse_time(t, f"neutrino_times[{i}]") for i, t in enumerate(times)]
-    lane = content.get("lane", "test" if prefix == "TEST" else "firedrill" if prefix == "FIREDRILL" else "observation")
-    group = content.get("group_id") or f"{content.get('server_tag', '')}:{lane}:{content.get('sub_list_number')}"
-    fap = content.get("false_alarm_prob")
-    alert_type = {"RETRACTION": "retraction" if len(names) < 2 else "update", "UPDATE": "update"}.get(base, "initial")
-    return ParsedNotice(
-        source="snews",
-        event_id=str(group)[:128],
-        name=f"SNEWS {min(parsed).strftime('%Y-%m-%d %H:%M:%S')}",
-        alert_type=alert_type,
-        trigger_time=min(parsed),
-        digest=_digest(content),
-        alert_time=parse_time(content["sent_time"], "sent_time") if content.get("sent_time") else None,
-        is_test=lane != "observation",
-        properties={
-            "detector_names": names,
-            "neutrino_times": times,
-            "p_values": content.get("p_values"),
-            "false_alarm_prob": fap if isinstance(fap, int | float) else None,
-            "snews_alert_type": kind,
-            "sub_list_number": content.get("sub_list_number"),
-            "server_tag": content.get("server_tag"),
-        },
-        content=content,
-    )
+def _parse_snews(content: Mapping[str, Any], gcn: bool) -> ParsedNotice:
+    parse = neutrinos.parse_gcn_snews if gcn else neutrinos.parse_snews_alert
+    fields = parse(content, parse_time, TransientNoticeError)
+    return ParsedNotice(source="snews-gcn" if gcn else "snews", digest=_digest(content), content=content, **fields)

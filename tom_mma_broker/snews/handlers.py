@@ -15,7 +15,6 @@ import logging
 import time
 from typing import Any
 
-from ..outbox import announce
 from .decider import Decision
 from .messages import parse_message
 from .service import decide
@@ -41,7 +40,5 @@ def snews_observation_handler(alert: Any, metadata: Any = None) -> Decision:
     # the Kafka timestamp; a file replayed (replayalerts) has none: it arrives now. Never the message's own
     # times here: one message stamped years ahead would stop the cache's clock-driven expiry for every other
     arrival_ns = int(timestamp_ms) * 1_000_000 if timestamp_ms > 0 else time.time_ns()
-    decision = decide(message, arrival_ns)
-    if decision.alerts or decision.no_coincidence is not None:
-        announce()  # the outbox's sender runs after the commit
-    return decision
+    # in the stream's batch: in memory; the state and the alerts are written once, at the end of the batch
+    return decide(message, arrival_ns)

@@ -1,10 +1,17 @@
-"""The decider in the TOM: its state in the database, its alerts in the outbox.
+"""The decider in the TOM: its state in the database, its alerts in the outbox, one write of each per batch.
 
-:func:`decide` takes one parsed message inside the caller's transaction (the stream's ingest batch): it loads
-the decider's state (locked, so two consumers take turns), runs the message through it, writes the new state
-and queues the alerts in the outbox (:class:`~tom_mma_broker.models.OutboxMessage`), all in that
-transaction. A message whose transaction rolls back changes nothing: the process's cached decider is
-recognised as stale by its revision and reloaded.
+:func:`decide` takes one parsed message inside the caller's transaction. Inside an ingest batch (the stream's
+or ``replayalerts``', :mod:`tom_mma_broker.batchwork`) it runs the message through the decider in memory and
+touches the database not at all; at the end of the batch, in the batch's transaction, the decider's new
+state is written once (a conditional ``UPDATE`` of one row) and all the batch's alerts are queued in the
+outbox at once (one multi-row ``INSERT``). Outside a batch (a direct call, an archived message re-handled),
+that write happens at once. A batch whose transaction rolls back changes nothing: the process's cached
+decider is recognised as stale by its revision and reloaded.
+
+The state is written over the revision the batch started from. When the row holds another revision (the
+cache is stale: a rolled-back batch, another process that wrote since) or a message failed half-way
+through the decider, the state is loaded from the database (row locked) and the batch's messages are taken
+again from there, in order: the alerts queued are always those of the state that is kept.
 
 Alert ids are derived from the message that caused them (uuid5), and the outbox holds one row per id: a
 message handled again after a crash (redelivered before its offset was committed) queues nothing twice.
@@ -20,8 +27,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from ..batchwork import at_batch_end, batch_state, in_batch
 from ..conf import broker_settings
 from ..models import OutboxMessage, SnewsDeciderState
+from ..outbox import announce
 from .decider import Decider, Decision
 from .messages import ObservationMessage
 
@@ -69,20 +78,64 @@ def _load(name: str) -> tuple[Decider, uuid.UUID]:
     return decider, row.revision
 
 
-def _write(name: str, revision: uuid.UUID, decider: Decider, written: uuid.UUID) -> bool:
-    """Write the decider's state over the revision it was read at; False when the row holds another one."""
+def _write(name: str, revision: uuid.UUID, decider: Decider, written: uuid.UUID, n: int = 1) -> bool:
+    """Write the decider's state (after ``n`` messages) over the revision it was read at.
+
+    False when the row holds another revision.
+    """
     rows = SnewsDeciderState.objects.filter(name=name, revision=revision)
     now = timezone.now()
-    return bool(rows.update(state=decider.to_state(), revision=written, messages=F("messages") + 1, updated=now))
+    return bool(rows.update(state=decider.to_state(), revision=written, messages=F("messages") + n, updated=now))
+
+
+class _Batch:
+    """One batch's decider in memory and the messages it took (to be taken again on a stale state)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        cached = _cached.pop((os.getpid(), name), None)  # stale until the batch's state is written
+        self.decider, self.revision = cached if cached is not None else _load(name)
+        self.messages: list[tuple[ObservationMessage, int | None]] = []
+        self.decisions: list[Decision] = []
+        self.dirty = False
+
+    def take(self, message: ObservationMessage, arrival_ns: int | None) -> Decision:
+        try:
+            decision = self.decider.process(message, arrival_ns)
+        except BaseException:
+            self.dirty = True  # the decider may hold half of this message: reload it at the end
+            raise
+        self.messages.append((message, arrival_ns))
+        self.decisions.append(decision)
+        return decision
+
+    def finish(self) -> list[Decision]:
+        """Write the state once and queue every alert of the batch; return the decisions kept."""
+        if not self.messages and not self.dirty:
+            _cached[(os.getpid(), self.name)] = (self.decider, self.revision)
+            return []
+        written = uuid.uuid4()
+        n = len(self.messages)
+        if self.dirty or not _write(self.name, self.revision, self.decider, written, n):
+            self.decider, self.revision = _load(self.name)
+            self.decisions = [self.decider.process(m, a) for m, a in self.messages]
+            _write(self.name, self.revision, self.decider, written, n)
+        if _queue(self.decisions):
+            announce()  # the outbox's sender runs after the commit
+        _cached[(os.getpid(), self.name)] = (self.decider, written)
+        if logger.isEnabledFor(logging.INFO):
+            for (message, _), decision in zip(self.messages, self.decisions, strict=True):
+                for alert in decision.alerts:
+                    logger.info("SNEWS %s: %s sub-group %d %s (message %s)", alert.lane, alert.alert_type,
+                                alert.sub_list_number, ",".join(alert.detector_names), message.uid)  # fmt: skip
+        return self.decisions
 
 
 def decide(message: ObservationMessage, arrival_ns: int | None = None, name: str = "default") -> Decision:
-    """Run ``message`` through the decider, keep its new state and queue its alerts (one transaction).
+    """Run ``message`` through the decider; keep its new state and queue its alerts in this transaction.
 
-    The process keeps the decider it last wrote, with the revision it wrote: the state is written by an
-    ``UPDATE ... WHERE revision = <that revision>``, which finds no row when the cached decider is stale (its
-    write was rolled back, or another process wrote since): then the decider is loaded from the database (row
-    locked) and the message taken again from there.
+    Inside an ingest batch the state and the alerts are written at the end of the batch, once for all its
+    messages (see the module docstring); outside one, at once.
 
     Parameters
     ----------
@@ -96,47 +149,38 @@ def decide(message: ObservationMessage, arrival_ns: int | None = None, name: str
     Returns
     -------
     Decision
-        What the message did, and the alerts queued.
+        What the message did, and the alerts it makes (inside a batch: as the batch's decider took it; the
+        alerts queued at the end are the same unless the cached state was stale).
     """
-    key = (os.getpid(), name)
-    # no savepoint of its own: inside the stream's batch the handler already runs in one (a failure rolls the
-    # state and the alerts back together); alone, this is the transaction
+    if in_batch():
+        batch = batch_state(("snews", name), lambda: _Batch(name))
+        decision = batch.take(message, arrival_ns)
+        at_batch_end(("snews", name), batch.finish)
+        return decision
+    # no savepoint of its own: a caller's failure rolls the state and the alerts back together
     with transaction.atomic(savepoint=False):
-        cached = _cached.pop(key, None)  # stale until its new state is written below
-        decider, revision = cached if cached is not None else _load(name)
-        decision = decider.process(message, arrival_ns)
-        written = uuid.uuid4()
-        if not _write(name, revision, decider, written):
-            decider, revision = _load(name)
-            decision = decider.process(message, arrival_ns)
-            _write(name, revision, decider, written)
-        _queue(decision)
-    _cached[key] = (decider, written)
-    for alert in decision.alerts if logger.isEnabledFor(logging.INFO) else ():
-        logger.info(
-            "SNEWS %s: %s sub-group %d %s (message %s)",
-            alert.lane,
-            alert.alert_type,
-            alert.sub_list_number,
-            ",".join(alert.detector_names),
-            message.uid,
-        )
+        batch = _Batch(name)
+        batch.take(message, arrival_ns)
+        (decision,) = batch.finish()
     return decision
 
 
-def _queue(decision: Decision) -> int:
+def _queue(decisions: list[Decision]) -> int:
     import orjson
 
-    rows = [
-        OutboxMessage(alert_id=uuid.UUID(a.alert_id), topic=alert_topic(a.lane), kind=OUTBOX_KINDS["alert"],
-                      payload=orjson.dumps(a.to_dict()))
-        for a in decision.alerts
-    ]  # fmt: skip
-    if decision.no_coincidence is not None:
-        nc = decision.no_coincidence
-        rows.append(OutboxMessage(alert_id=uuid.UUID(nc.alert_id), topic=broker_settings.SNEWS_NO_COINCIDENCE_TOPIC,
-                                  kind=OUTBOX_KINDS["no_coincidence"], payload=orjson.dumps(nc.to_dict())))  # fmt: skip
+    rows = []
+    for decision in decisions:
+        rows += [
+            OutboxMessage(alert_id=uuid.UUID(a.alert_id), topic=alert_topic(a.lane), kind=OUTBOX_KINDS["alert"],
+                          payload=orjson.dumps(a.to_dict()))
+            for a in decision.alerts
+        ]  # fmt: skip
+        if decision.no_coincidence is not None:
+            nc = decision.no_coincidence
+            rows.append(OutboxMessage(alert_id=uuid.UUID(nc.alert_id), kind=OUTBOX_KINDS["no_coincidence"],
+                                      topic=broker_settings.SNEWS_NO_COINCIDENCE_TOPIC,
+                                      payload=orjson.dumps(nc.to_dict())))  # fmt: skip
     if rows:
         # one row per alert id (unique): a message handled again queues nothing twice
-        OutboxMessage.objects.bulk_create(rows, ignore_conflicts=True)
+        OutboxMessage.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
     return len(rows)
