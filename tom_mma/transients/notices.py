@@ -2,19 +2,19 @@
 
 Kinds read (schemas: ``nasa-gcn/gcn-schema`` ``gcn/notices/``, samples in ``tests/data/gcn/``):
 
-=====================  ======================================================  =====================
-source                 GCN Kafka topic                                         event id
-=====================  ======================================================  =====================
-``fermi-gbm``          ``gcn.notices.fermi.gbm.*``                             ``id[0]`` (trigger)
-``swift-bat-guano``    ``gcn.notices.swift.bat.guano``                         ``id[0]``
-``svom-eclairs``       ``gcn.notices.svom.voevent.eclairs`` (JSON)             ``id[0]`` (burst id)
-``ep-wxt``             ``gcn.notices.einstein_probe.wxt.alert``                ``id[0]``
-``icecube-track``      ``gcn.notices.icecube.gold_bronze_track_alerts``        ``id[0]`` (run_event)
-``icecube-lvk-nu``     ``gcn.notices.icecube.lvk_nu_track_search``             ``ref_ID`` (superevent)
-``superk-sn``          ``gcn.notices.superk.sn_alert``                         ``id``
-``snews``              the SNEWS decider's alert topic (``tom-mma/snews-alert``)  the sub-group's id
-``snews-gcn``          ``gcn.notices.snews2.alert`` (see :mod:`.neutrinos`)      ``id``
-=====================  ======================================================  =====================
+=====================  ============================================================  =====================
+source                 GCN Kafka topic                                               event id
+=====================  ============================================================  =====================
+``fermi-gbm``          ``gcn.notices.fermi.gbm.*``                                   ``id[0]`` (trigger)
+``swift-bat-guano``    ``gcn.notices.swift.bat.guano``                               ``id[0]``
+``svom-eclairs``       ``gcn.notices.svom.voevent.eclairs`` (JSON)                   ``id[0]`` (burst id)
+``ep-wxt``             ``gcn.notices.einstein_probe.wxt.alert``                      ``id[0]``
+``icecube-track``      ``gcn.notices.icecube.gold_bronze_track_alerts``              ``id[0]`` (run_event)
+``icecube-lvk-nu``     ``gcn.notices.icecube.lvk_nu_track_search``                   ``ref_ID`` (superevent)
+``superk-sn``          ``gcn.notices.superk.sn_alert``                               ``id``
+``snews``              the SNEWS decider's alert topic (``tom-mma/snews-alert``)     the sub-group's id
+``snews-gcn``          ``gcn.notices.snews2.alert`` (see :mod:`.neutrinos`)          ``id``
+=====================  ============================================================  =====================
 
 Each becomes a frozen :class:`ParsedNotice`: the event's time, position and error circle (or a HEALPix map,
 inline or by URL, never fetched), its alert type (``initial``, ``update``, ``retraction``...) and its order
