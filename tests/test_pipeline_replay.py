@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import uuid
 
 import pytest
@@ -87,6 +88,12 @@ def test_mmademo_once_twice_makes_the_target_its_request_and_nothing_more(kafka_
 
     output = mmademo()
     assert "demo complete" in output
+    # the progress counts up to the number of messages the replay sends, never past it
+    progress = [tuple(map(int, m)) for m in re.findall(r"GW170817 replay: (\d+)/(\d+) messages", output)]
+    assert progress and progress[-1][0] == progress[-1][1] and all(done <= total for done, total in progress)
+    assert f"replaying GW170817: {progress[-1][1]} messages" in output
+    assert " INFO " not in output  # the story, not the logs (-v 2 shows them)
+    assert "to look at it in the TOM" in output and "/gw/MS170817a/" in output
     assert "candidate AT2017gfo: 25 points" in output
     assert "GW event MS170817a (GW170817 replayed as a mock event from its real sky map)" in output
     assert "26 on tom-mma.gw170817" not in output and "25 on tom-mma.gw170817.photometry" in output

@@ -62,19 +62,37 @@ def _configured(topic: str) -> bool:
     return False
 
 
+def demo_messages(topics: dict[str, str] | None = None) -> list:
+    """The messages the demo replays: GW170817's notices and photometry, and GRB 170817A if it has a topic.
+
+    Parameters
+    ----------
+    topics : dict, optional
+        Replay stream -> topic (default :func:`demo_topics`).
+
+    Returns
+    -------
+    list of ReplayMessage
+        In the order they are sent.
+    """
+    from .gw170817 import replay_messages
+    from .gw170817.replay import GRB_STREAM
+
+    return replay_messages(grb=GRB_STREAM in (topics or demo_topics()))
+
+
 def run_replay(
     broker: BrokerInfo, speed: float, progress: Any = None, topics: dict[str, str] | None = None
 ) -> list[uuid.UUID]:
-    """Publish the GW170817 replay to ``broker`` (:func:`~tom_mma_broker.gw170817.replay.publish`).
+    """Publish the GW170817 replay (:func:`demo_messages`) to ``broker`` (:func:`~tom_mma_broker.gw170817.publish`).
 
     Returns the message ids (deterministic, :func:`replay_message_id`).
     """
-    from .gw170817 import publish, replay_messages
-    from .gw170817.replay import GRB_STREAM
+    from .gw170817 import publish
 
     topics = topics or demo_topics()
     with open_producer(broker.url) as producer:
-        ids = publish(replay_messages(grb=GRB_STREAM in topics), producer, topics, speed=speed, progress=progress)
+        ids = publish(demo_messages(topics), producer, topics, speed=speed, progress=progress)
         producer.flush()
     return ids
 
@@ -156,8 +174,8 @@ class DemoSummary:
     def lines(self) -> list[str]:
         """The summary, a line each, for the terminal."""
         topics = ", ".join(f"{n} on {topic}" for topic, n in sorted(self.by_topic.items()))
-        out = [f"archive: {self.archived} messages ({topics}; {self.quarantined} quarantined): the replay's "
-               "notice and photometry, and the derived alerts that came back on the results topic"]  # fmt: skip
+        out = [f"archive: {self.archived} messages ({topics}; {self.quarantined} quarantined): what the replay "
+               "sent, and the derived alerts that came back on the results topic"]  # fmt: skip
         for e in self.events:
             mock = (
                 " (GW170817 replayed as a mock event from its real sky map)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -42,8 +41,9 @@ class Command(ExampleCommand):
         speed = DEFAULT_SPEED if options["speed"] is None else options["speed"]
         out = self.stdout
         if options["verbosity"] < 2:
-            # the story, not the logs: -v 2 shows every INFO line of the pipeline
-            logging.getLogger().setLevel(logging.WARNING)
+            # the story, not the logs: -v 2 shows every INFO line of the pipeline (whatever level LOGGING gives
+            # each logger); undone when the command ends
+            logging.disable(logging.INFO)
         call_command("migrate", interactive=False, verbosity=0)
         embedded = embedded_broker()
         # the demo stops what it starts, and only that: a broker the user already runs stays up
@@ -69,15 +69,17 @@ class Command(ExampleCommand):
             if started_broker:
                 embedded.stop()
                 out.write("embedded Kafka broker stopped")
+            logging.disable(logging.NOTSET)
 
     def _run(self, options, broker, stream, thread, speed) -> None:
-        from tom_mma_broker.gw170817 import replay_messages
         from tom_mma_broker.gw170817.replay import ReplayProgress
         from tom_mma_broker.publishing import publish_pending
 
         out = self.stdout
-        out.write("replaying GW170817 (an LVK notice with the real sky map, then AT2017gfo's photometry)")
-        with ReplayProgress(total=len(replay_messages()), stream=sys.stdout) as progress:
+        messages = demo.demo_messages()
+        out.write(f"replaying GW170817: {len(messages)} messages (LVK notices with the real sky map, GRB 170817A's "
+                  "Fermi GBM notice, then AT2017gfo's photometry), each marked as a replay")  # fmt: skip
+        with ReplayProgress(total=len(messages), stream=self.stdout) as progress:
             ids = demo.run_replay(broker, speed, progress)
 
         def sweep():  # what the Celery beat sweep does, on embedded defaults
@@ -94,6 +96,10 @@ class Command(ExampleCommand):
         username, password = demo.demo_login()
         if options["once"]:
             out.write(self.style.SUCCESS("demo complete"))
+            event = result.events[0]["superevent_id"] if result.events else None
+            where = f"/gw/{event}/ (the event, its sky map and ranked candidates)" if event else "/gw/"
+            out.write(f"to look at it in the TOM: ./manage.py runserver, log in as {username} (password {password}),"
+                      f" open {where} and /targets/ (AT2017gfo: photometry, kilonova score history)")  # fmt: skip
             return
         addr = options["addr"]
         target = next(
