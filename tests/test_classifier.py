@@ -37,6 +37,7 @@ from tom_mma_broker.classifier import (
     training,
 )
 from tom_mma_broker.classifier.model import DEFAULT_ARTIFACT, TRUSTED_TYPES, save_artifact
+from tom_mma_broker.classifier.training import TRAINING_STAGES
 
 DATA = Path(__file__).parent / "data" / "classifier"
 MERGER_MJD = 57982.528524  # GW170817
@@ -587,8 +588,12 @@ def test_trainkilonova_reproduces_the_shipped_artifact(tmp_path, shipped, at2017
     import skops
     from django.core.management import call_command
 
-    out = io.StringIO()
-    call_command("trainkilonova", out=str(tmp_path), stdout=out)  # the alias of trainclassifier
+    out, err = io.StringIO(), io.StringIO()
+    call_command("trainkilonova", out=str(tmp_path), stdout=out, stderr=err)  # the alias of trainclassifier
+    # progress: a line per stage when not on a terminal, in order, then done
+    assert err.getvalue().splitlines() == [f"training: {i}/5 {s}" for i, s in enumerate(TRAINING_STAGES, 1)] + [
+        "training: done"
+    ]
     assert f'"CLASSIFIER_ARTIFACT": "{tmp_path / "kilonova-v2.skops"}"' in out.getvalue()  # how to use it
     retrained = load_model(tmp_path / "kilonova-v2.skops")
     rows = [extract_features(prefix, context) for prefix, context in _reference_prefixes(at2017gfo_decam)]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ __all__ = [
     "SUPERNOVA_KINDS",
     "VERSION",
     "TrainingConfig",
+    "TRAINING_STAGES",
     "default_output_dir",
     "replay",
     "score_trajectory",
@@ -383,10 +384,33 @@ def _reliability(
     }
 
 
-def train(config: TrainingConfig | None = None) -> tuple[Any, dict[str, Any]]:
+#: The stages of a training run, in order, as :func:`train` reports them to its ``progress`` callback.
+TRAINING_STAGES = (
+    "simulating light curves",
+    "computing features",
+    "fitting",
+    "calibrating",
+    "evaluating",
+)
+
+
+def _no_progress(stage: str) -> None:
+    """The default ``progress`` callback of :func:`train`: report nothing."""
+
+
+def train(
+    config: TrainingConfig | None = None, progress: Callable[[str], None] = _no_progress
+) -> tuple[Any, dict[str, Any]]:
     """Train, calibrate and evaluate the classifier.
 
     Single-threaded: faster on a small shared machine, and the same result everywhere.
+
+    Parameters
+    ----------
+    config : TrainingConfig, optional
+        The run's settings (default :class:`TrainingConfig`).
+    progress : callable, optional
+        Called with the name of each stage of :data:`TRAINING_STAGES` as it begins (a command's progress bar).
 
     Returns
     -------
@@ -399,26 +423,30 @@ def train(config: TrainingConfig | None = None) -> tuple[Any, dict[str, Any]]:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
-        return _train(config or TrainingConfig())
+        return _train(config or TrainingConfig(), progress)
 
 
-def _train(config: TrainingConfig) -> tuple[Any, dict[str, Any]]:
+def _train(config: TrainingConfig, progress: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
     import sklearn
     import skops
 
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
+    progress(TRAINING_STAGES[0])
     fit_set, cal, test = split_examples(config, rng)
     logger.info(
         "simulated %s light curves in %.1f s", len(fit_set) + len(cal) + len(test), time.perf_counter() - started
     )
 
+    progress(TRAINING_STAGES[1])
     x_rows, y, _ = _rows(fit_set, rng, config)
     cal_rows, y_cal, cal_curves = _rows(cal, rng, config)
     test_rows, y_test, test_curves = _rows(test, rng, config)
+    progress(TRAINING_STAGES[2])
     estimator = _estimator(config).fit(_matrix(x_rows), y, sample_weight=_balanced_weights(y))
     logger.info("fitted on %s rows at %.1f s", len(y), time.perf_counter() - started)
 
+    progress(TRAINING_STAGES[3])
     scorer = _Scorer(estimator, {})
     raw_cal = scorer.raw_proba(cal_rows)
     calibration = fit_calibration(raw_cal, y_cal, [group_of(r) for r in cal_rows], cal_curves)
@@ -436,6 +464,7 @@ def _train(config: TrainingConfig) -> tuple[Any, dict[str, Any]]:
     scorer.metadata["operating_point"] = operating_point
     logger.info("calibrated at %.1f s: %s", time.perf_counter() - started, operating_point)
 
+    progress(TRAINING_STAGES[4])
     metrics = {
         "synthetic_test": _synthetic_metrics(scorer, test, config),
         "reliability_test": _reliability(scorer, test_rows, y_test, test_curves),
@@ -470,11 +499,16 @@ def _train(config: TrainingConfig) -> tuple[Any, dict[str, Any]]:
     return estimator, metadata
 
 
-def train_and_save(out_dir: str | Path | None = None, config: TrainingConfig | None = None) -> Path:
+def train_and_save(
+    out_dir: str | Path | None = None,
+    config: TrainingConfig | None = None,
+    progress: Callable[[str], None] = _no_progress,
+) -> Path:
     """Train with :func:`train` and save the artifact; returns the ``.skops`` path.
 
-    ``out_dir`` defaults to :func:`default_output_dir` (never the package's own artifact).
+    ``out_dir`` defaults to :func:`default_output_dir` (never the package's own artifact); ``progress`` is
+    :func:`train`'s.
     """
-    estimator, metadata = train(config)
+    estimator, metadata = train(config, progress)
     out = Path(out_dir) if out_dir is not None else default_output_dir()
     return save_artifact(estimator, metadata, out, ARTIFACT_NAME)

@@ -6,11 +6,12 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from tom_mma.management.base import ExampleCommand
+from tom_mma.management.base import ExampleCommand, StageProgress
 from tom_mma_broker.classifier.model import DEFAULT_ARTIFACT, ArtifactError, load_model
 from tom_mma_broker.classifier.training import (
     ARTIFACT_NAME,
     DEFAULT_SEED,
+    TRAINING_STAGES,
     TrainingConfig,
     default_output_dir,
     train_and_save,
@@ -49,6 +50,7 @@ class Command(ExampleCommand):
             default=[],
             help="Open Kilonova Catalog JSON files of AT2017gfo to evaluate on in the report (never trained on).",
         )
+        parser.add_argument("--no-progress", action="store_true", help="No progress report.")
 
     def handle(self, *args, **options) -> None:
         out = Path(options["out"]).resolve() if options["out"] else default_output_dir()
@@ -57,7 +59,8 @@ class Command(ExampleCommand):
                 f"{out} is the package's own artifact directory: give another --out "
                 "(the shipped artifact is rebuilt by a release, see docs/classifier.md)"
             )
-        path = train_and_save(out, TrainingConfig(seed=options["seed"]))
+        with StageProgress(TRAINING_STAGES, "training", self.stderr, enabled=not options["no_progress"]) as stage:
+            path = train_and_save(out, TrainingConfig(seed=options["seed"]), progress=stage)
         try:
             model = load_model(path)
         except ArtifactError as exc:
