@@ -265,3 +265,24 @@ def test_the_openapi_schema_validates_and_describes_every_endpoint(rows, client)
     assert not any(p.startswith("/api/targets") or "schema" in p for p in paths)
     parameters = {p["name"] for p in schema["paths"]["/api/mma/derived-alerts/"]["get"]["parameters"]}
     assert {"limit", "offset", "target", "kind", "score_min", "ordering"} <= parameters
+
+
+def test_filters_by_id_tell_nothing_of_private_targets(rows, client):
+    client.force_login(rows.outsider)
+    for name, param, value in (("mma-derived-alert-list", "target", rows.secret.pk),
+                               ("mma-gw-candidate-list", "target", rows.secret.pk),
+                               ("mma-trigger-list", "target", rows.secret.pk)):  # fmt: skip
+        hidden = client.get(reverse(f"api:{name}"), {param: value}, HTTP_ACCEPT="application/json")
+        missing = client.get(reverse(f"api:{name}"), {param: 987654}, HTTP_ACCEPT="application/json")
+        assert (
+            (hidden.status_code, hidden.json()["count"]) == (missing.status_code, missing.json()["count"]) == (200, 0)
+        )
+    # the browsable API's filter forms list no Targets or candidates
+    for name in (
+        "mma-derived-alert-list",
+        "mma-gw-candidate-list",
+        "mma-trigger-list",
+        "mma-broker-classification-list",
+    ):
+        page = client.get(reverse(f"api:{name}"), HTTP_ACCEPT="text/html")
+        assert page.status_code == 200 and "AT-secret" not in page.content.decode()

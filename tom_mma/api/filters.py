@@ -25,6 +25,14 @@ __all__ = [
     "TransientEventFilter",
 ]
 
+# Target (and candidate) parameters are plain ids, not model choices: a choice field would list every Target
+# in the browsable API's filter form and answer "not a valid choice" for an id that does not exist, telling a
+# user which private Targets do.
+
+
+def _target_id() -> filters.NumberFilter:
+    return filters.NumberFilter(field_name="target_id")
+
 
 class GWEventFilter(filters.FilterSet):
     """``state``, ``kind``, ``group``, ``significant``, ``event_time_after``/``_before``, ``far_max``."""
@@ -52,6 +60,7 @@ class EventCandidateFilter(filters.FilterSet):
     """``event`` (superevent id), ``target`` (id), ``target_name``, ``credible_level_max``, ``retracted``."""
 
     event = filters.CharFilter(field_name="event__superevent_id")
+    target = _target_id()
     target_name = filters.CharFilter(field_name="target__name")
     credible_level_max = filters.NumberFilter(field_name="credible_level", lookup_expr="lte")
 
@@ -67,6 +76,7 @@ class DerivedAlertFilter(filters.FilterSet):
     ``received_after``/``_before``, ``latest_point_mjd_min``/``_max``.
     """
 
+    target = _target_id()
     score_min = filters.NumberFilter(field_name="kilonova_score", lookup_expr="gte")
     received = filters.IsoDateTimeFromToRangeFilter()
     latest_point_mjd = filters.RangeFilter()
@@ -78,6 +88,8 @@ class DerivedAlertFilter(filters.FilterSet):
 
 class ObservationTriggerFilter(filters.FilterSet):
     """``target``, ``rule``, ``facility``, ``status``."""
+
+    target = _target_id()
 
     class Meta:
         model = ObservationTrigger

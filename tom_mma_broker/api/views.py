@@ -55,6 +55,7 @@ class CandidateFilter(filters.FilterSet):
 class ClassificationFilter(filters.FilterSet):
     """``candidate``, ``model_version``, ``score_min``, ``created_after``/``_before``."""
 
+    candidate = filters.NumberFilter(field_name="candidate_id")  # an id, not a choice listing every candidate
     score_min = filters.NumberFilter(field_name="score", lookup_expr="gte")
     created = filters.IsoDateTimeFromToRangeFilter()
 
