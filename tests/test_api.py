@@ -195,6 +195,9 @@ def test_archive_metadata_in_the_list_payload_on_the_detail_cursor_pages(rows, c
         rows.broken.pk
     ]
     assert api(client, None, "mma-broker-archive-list", status="handled")["results"] == []
+    found = api(client, None, "mma-broker-archive-list", q="BN170817529")  # in the content, any case
+    assert [r["id"] for r in found["results"]] == [rows.archived.pk]
+    assert api(client, None, "mma-broker-archive-list", q="S000000a")["results"] == []
 
 
 def test_quarantine_with_reason_and_traceback(rows, client):

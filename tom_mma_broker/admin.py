@@ -15,9 +15,7 @@ import json
 
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Count, OuterRef, Subquery, TextField
-from django.db.models.functions import Cast
-from django.db.models.lookups import IContains
+from django.db.models import Count, OuterRef, Subquery
 from django.utils.html import format_html
 
 from .models import (
@@ -30,7 +28,7 @@ from .models import (
     SnewsDeciderState,
     TopicHealth,
 )
-from .subjects import subject_of
+from .subjects import search_archive, subject_of
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -94,10 +92,7 @@ class ArchivedAlertAdmin(ReadOnlyAdmin):
     def get_search_results(self, request, queryset, search_term):
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         if search_term:
-            # a superevent or candidate name is in the decoded content: searched there as JSON text (a scan of
-            # the rows the filters left, on any database)
-            in_content = queryset.filter(IContains(Cast("content", output_field=TextField()), search_term))
-            found = found | in_content
+            found = found | search_archive(queryset, search_term)  # the subject is in the decoded content
         return found, may_have_duplicates
 
     @admin.display(description="subject")

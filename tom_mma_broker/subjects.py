@@ -1,6 +1,7 @@
 """What an archived message is about: its superevent, candidate or event id, read from its decoded content.
 
-One best-effort reader for every format the archive keeps, for the admin's subject column and the API.
+One best-effort reader for every format the archive keeps, for the admin's subject column and the API, and
+one search of the archive by such an id (:func:`search_archive`).
 
 Examples
 --------
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["subject_of"]
+__all__ = ["search_archive", "subject_of"]
 
 # first key found wins: LVK notices, tom-mma photometry, then the usual names of GCN, SNEWS, ZTF and Rubin ids
 _KEYS = ("superevent_id", "object_name", "event_name", "objectId", "diaObjectId", "name", "id")
@@ -54,3 +55,25 @@ def subject_of(content: Any) -> str:
         if value not in (None, ""):
             return str(value)[:100]
     return ""
+
+
+def search_archive(queryset: Any, term: str) -> Any:
+    """The archived messages of ``queryset`` whose key, topic or decoded content contains ``term``.
+
+    The content is searched as JSON text (case-insensitive, on any database): a scan of the rows the other
+    filters left, fine for an operator's search, not an index.
+
+    Parameters
+    ----------
+    queryset
+        ``ArchivedAlert`` rows.
+    term
+        A superevent, candidate or event id, or any text.
+    """
+    from django.db.models import Q, TextField
+    from django.db.models.functions import Cast
+    from django.db.models.lookups import IContains
+
+    return queryset.filter(
+        Q(key__icontains=term) | Q(topic__icontains=term) | IContains(Cast("content", output_field=TextField()), term)
+    )

@@ -9,6 +9,7 @@ from rest_framework.permissions import IsAuthenticated
 
 from tom_mma.api.base import MmaReadOnlyViewSet, ModelViewPermission
 from tom_mma_broker.models import ArchivedAlert, Candidate, Classification, QuarantinedAlert
+from tom_mma_broker.subjects import search_archive
 from tom_mma_broker.visibility import rows_of_visible_candidates, visible_candidates
 
 from . import serializers
@@ -26,13 +27,21 @@ class ArchivePagination(CursorPagination):
 
 
 class ArchiveFilter(filters.FilterSet):
-    """``topic``, ``status``, ``format``, ``message_id``, ``key``, ``received_after``/``_before``."""
+    """The archive's parameters.
 
+    ``q`` (text in the key, topic or content: a superevent or candidate name), ``topic``, ``status``,
+    ``format``, ``message_id``, ``key``, ``received_after``/``_before``.
+    """
+
+    q = filters.CharFilter(method="filter_q", label="Text in the key, topic or decoded content")
     received = filters.IsoDateTimeFromToRangeFilter()
 
     class Meta:
         model = ArchivedAlert
         fields = ("topic", "status", "format", "message_id", "key", "partition")
+
+    def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return search_archive(queryset, value)
 
 
 class QuarantineFilter(filters.FilterSet):
