@@ -289,3 +289,22 @@ def test_filters_by_id_tell_nothing_of_private_targets(rows, client):
     ):
         page = client.get(reverse(f"api:{name}"), HTTP_ACCEPT="text/html")
         assert page.status_code == 200 and "AT-secret" not in page.content.decode()
+
+
+def test_a_broker_candidate_follows_the_target_that_carries_its_name_as_an_alias(rows, client):
+    from tom_targets.models import TargetName
+
+    from tom_mma_broker.models import Candidate
+
+    Target = type(rows.secret)
+    Target.objects.filter(pk=rows.secret.pk).update(name="SSS17x")
+    TargetName.objects.create(target=rows.secret, name="AT-secret")
+    assert "AT-secret" in {r["name"] for r in api(client, rows.insider, "mma-broker-candidate-list")["results"]}
+    assert "AT-secret" not in {r["name"] for r in api(client, rows.outsider, "mma-broker-candidate-list")["results"]}
+    # a candidate no Target carries: only with the model's view permission
+    Candidate.objects.create(name="AT-nowhere", ra=1.0, dec=2.0)
+    assert "AT-nowhere" not in {r["name"] for r in api(client, rows.insider, "mma-broker-candidate-list")["results"]}
+    rows.outsider.user_permissions.add(Permission.objects.get(codename="view_candidate"))
+    outsider = User.objects.get(pk=rows.outsider.pk)
+    seen = {r["name"] for r in api(client, outsider, "mma-broker-candidate-list")["results"]}
+    assert seen == {MARKUP, "AT-nowhere"}  # still not the private Target's
