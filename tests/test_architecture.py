@@ -39,6 +39,7 @@ LAYER_MAP = [
     (r"^tom_mma(_broker)?\.handlers(\..*)?$", "handlers"),
     (r"^tom_mma(_broker)?\.(gw\.)?(tasks|receivers|views|urls|admin|apps|checks|checks_derived|alerts|auth)$", "entry"),
     (r"^tom_mma(_broker)?\.(management|templatetags|facilities)(\..*)?$", "entry"),
+    (r"^tom_mma(_broker)?\.api(\..*)?$", "entry"),  # the REST API: viewsets, serializers, filters, routes
     (r"^tom_mma_broker\.(streams|fink|demo)$", "entry"),  # stream classes for ALERT_STREAMS
     (r"^tom_mma(_broker)?$", "entry"),  # the packages' __init__
 ]

@@ -28,7 +28,13 @@ from tom_mma.models import GWEvent
 meta = Metadata(topic="igwn.gwalert", partition=0, offset=0, timestamp=0, key=None, headers=[], _raw=None)
 igwn_gwalert_handler(AvroBlob.load_file("tests/data/lvk/MS181101ab-preliminary.avro"), meta)
 derived_alert_handler(alert_dict(kilonova_score=0.2), None)
+from django.contrib.auth.models import User
+from django.test import Client
+client = Client(SERVER_NAME="localhost")
+client.force_login(User.objects.create_user("reader"))
+api = {path: client.get(path, HTTP_ACCEPT="application/json") for path in ("/api/mma/gw-events/", "/api/mma/schema/")}
 print(json.dumps({"events": list(GWEvent.objects.values_list("superevent_id", flat=True)),
+                  "api": [api["/api/mma/gw-events/"].json()["count"], sorted(api["/api/mma/schema/"].json()["paths"])],
                   "targets": list(Target.objects.values_list("name", flat=True)),
                   "modules": sorted(m for m in sys.modules if m.startswith("tom_mma_broker"))}))
 """
@@ -60,3 +66,5 @@ def test_tom_mma_alone_checks_migrates_and_handles_alerts(tmp_path):
     assert result["targets"] == ["SSS17a"]
     assert result["modules"] == []  # tom_mma never imports tom_mma_broker
     assert result["events"] == ["MS181101ab"]  # the example TOM's settings take mock events
+    count, paths = result["api"]  # the API of tom_mma alone, on the shared router
+    assert count == 1 and "/api/mma/gw-events/" in paths and not any(p.startswith("/api/mma-broker/") for p in paths)

@@ -9,6 +9,7 @@ the README is read by the test, so that it cannot drift from what works. It runs
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -121,6 +122,20 @@ class StockTOM:
             return db.execute(sql).fetchone()[0]
 
 
+API_SCRIPT = """
+import json
+from django.contrib.auth.models import User
+from django.test import Client
+client = Client(SERVER_NAME="localhost")
+client.force_login(User.objects.create_superuser("api-reader", "reader@example.org", "pw"))
+paths = ["/api/mma/gw-events/MS170817a/", "/api/mma/gw-events/MS170817a/candidates/", "/api/mma-broker/archive/",
+         "/api/mma/schema/"]
+answers = {path: client.get(path, HTTP_ACCEPT="application/json") for path in paths}
+print(json.dumps({path: [r.status_code, r.json() if r.status_code == 200 else r.content.decode()[:2000]]
+                  for path, r in answers.items()}))
+"""
+
+
 def _stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -192,6 +207,15 @@ def test_a_stock_tom_gets_tom_mma_from_the_wheel_and_the_readme(dist, tmp_path):
         assert tom.count(wanted["observation request"]) == 1
         assert tom.count(wanted["event"]) == 1
         assert tom.count("select count(*) from tom_targets_basetarget where name = 'AT2017gfo'") == 1
+        # the REST API, on tomtoolkit's shared router with no urls.py line of tom-mma's own
+        api = json.loads(tom.manage("shell", "-c", API_SCRIPT).stdout.strip().splitlines()[-1])
+        status = {path: code for path, (code, _) in api.items()}
+        assert set(status.values()) == {200}, api
+        assert api["/api/mma/gw-events/MS170817a/"][1]["state"] == "active"
+        ranked = [row["target_name"] for row in api["/api/mma/gw-events/MS170817a/candidates/"][1]["results"]]
+        assert "AT2017gfo" in ranked
+        assert "MS170817a" in {row["subject"] for row in api["/api/mma-broker/archive/"][1]["results"]}
+        assert "/api/mma-broker/archive/" in api["/api/mma/schema/"][1]["paths"]
     finally:
         _stop(stream)
         _stop(worker)

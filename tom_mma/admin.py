@@ -1,7 +1,7 @@
 """``tom_mma``'s models in the Django admin.
 
-GW events, their notices, sky maps and candidates, derived alerts, observation triggers and the simulated
-facility's requests.
+GW events, their notices, sky maps and candidates, GRB, X-ray and neutrino events with their notices and
+links, derived alerts, observation triggers and the simulated facility's requests.
 
 History is read-only (an event's state comes from its notices, a derived alert is what was received): the
 admin shows it and lets nothing be edited or added by hand. What a person acts on (an observation trigger
@@ -17,12 +17,15 @@ from django.contrib import admin, messages
 from .models import (
     DerivedAlertRecord,
     EventCandidate,
+    EventLink,
     EventNotice,
     EventObservation,
     EventSkyMap,
     GWEvent,
     ObservationTrigger,
     SimulatedObservation,
+    TransientEvent,
+    TransientNotice,
 )
 
 
@@ -121,3 +124,52 @@ class ObservationTriggerAdmin(ReadOnlyAdmin):
 @admin.register(SimulatedObservation)
 class SimulatedObservationAdmin(ReadOnlyAdmin):
     list_display = ("observation_id", "target_id", "submitted", "scheduled_at", "completed_at", "canceled_at")
+    search_fields = ("observation_id",)
+
+
+class TransientNoticeInline(admin.TabularInline):
+    model = TransientNotice
+    fields = readonly_fields = ("alert_type", "record_number", "alert_time", "received")
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+class LinkInline(admin.TabularInline):
+    model = EventLink
+    fk_name = "second"
+    fields = readonly_fields = ("gw_event", "first", "basis", "dt", "score", "overlap")
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "linked events"
+
+
+@admin.register(TransientEvent)
+class TransientEventAdmin(ReadOnlyAdmin):
+    """GRB, X-ray and neutrino events: their state comes from their notices."""
+
+    list_display = ("__str__", "source", "messenger", "state", "is_test", "trigger_time", "superevent_id",
+                    "error_radius", "latest_notice_at")  # fmt: skip
+    list_filter = ("messenger", "source", "state", "is_test")
+    search_fields = ("event_id", "name", "superevent_id")
+    date_hierarchy = "trigger_time"
+    exclude = ("healpix",)  # a map's bytes: not rendered into the page
+    inlines = [TransientNoticeInline, LinkInline]
+
+
+@admin.register(TransientNotice)
+class TransientNoticeAdmin(ReadOnlyAdmin):
+    list_display = ("event", "alert_type", "record_number", "alert_time", "received")
+    list_filter = ("alert_type", "event__source")
+    search_fields = ("event__event_id", "event__name", "digest")
+    list_select_related = ("event",)
+
+
+@admin.register(EventLink)
+class EventLinkAdmin(ReadOnlyAdmin):
+    """Multi-messenger associations, as the linker found them."""
+
+    list_display = ("gw_event", "first", "second", "basis", "dt", "score", "overlap", "modified")
+    list_filter = ("basis",)
+    search_fields = ("gw_event__superevent_id", "first__event_id", "second__event_id", "second__name")
+    list_select_related = ("gw_event", "first", "second")

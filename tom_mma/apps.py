@@ -17,9 +17,11 @@ class TomMmaConfig(AppConfig):
             linking,
             receivers,
         )
+        from .api import routes
 
         receivers.connect()  # the services' signals become Celery tasks
         linking.connect()  # GW notices are linked to GRB and neutrino events
+        routes.register()  # the REST API on the TOM's shared router (tomtoolkit mounts it at api/)
 
     def include_url_paths(self) -> list:
         """Tomtoolkit integration: the GW event pages under ``/gw/``."""

@@ -15,6 +15,8 @@ class TomMmaBrokerConfig(AppConfig):
             checks,  # noqa: F401  (registers the system checks)
             receivers,
         )
+        from .api import routes
         from .snews import checks as snews_checks  # noqa: F401  (registers the SNEWS settings check)
 
         receivers.connect()
+        routes.register()  # the REST API on the TOM's shared router (tomtoolkit mounts it at api/)

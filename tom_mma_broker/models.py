@@ -49,6 +49,8 @@ class ArchivedAlert(models.Model):
         indexes = [models.Index(fields=["topic", "partition", "offset"], name="tmb_alert_tpo")]
 
     def __str__(self) -> str:
+        if self.partition is None or self.offset is None:  # replayed from a file: no Kafka position
+            return f"{self.topic} #{self.pk} replayed ({self.format}, {self.status})"
         return f"{self.topic}[{self.partition}]@{self.offset} ({self.format}, {self.status})"
 
 
