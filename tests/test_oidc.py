@@ -6,8 +6,6 @@ dicts, as the backend does after verifying the ID token. The flow tests go throu
 (``requests.post`` to the token endpoint, ``requests.get`` to the userinfo endpoint), because no provider runs
 in this process; the ID token is a real HS256 JWT, which the backend verifies. The same flow against a real
 provider, in a real browser, is in ``tests/test_oidc_provider.py``.
-
-This module is also the URLconf of those tests: the example TOM's URLs plus ``oidc/``.
 """
 
 from __future__ import annotations
@@ -26,15 +24,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import override_settings
-from django.urls import include, path
 
-from example_tom import urls as example_urls
 from tom_mma import checks_oidc
 from tom_mma.models import OIDCIdentity
 from tom_mma.oidc import accounts, environment, provider
 from tom_mma.oidc.errors import LoginError
-
-urlpatterns = [path("oidc/", include("tom_mma.oidc.urls")), *example_urls.urlpatterns]
 
 User = get_user_model()
 
@@ -51,7 +45,7 @@ OIDC = {
     "OIDC_RP_SIGN_ALGO": "HS256",
     "OIDC_RP_SCOPES": "openid email profile",
     "OIDC_USE_PKCE": True,
-    "ROOT_URLCONF": __name__,
+    "ROOT_URLCONF": "tests.urls_oidc",
 }
 MAP = {"Observers": ["tom-observers"], "LVK": ["glob:lvk-*"], "Kilonova": [r"re:kn-(core|ext)"]}
 
