@@ -413,6 +413,15 @@ def test_a_password_login_still_works_beside_oidc(client, oidc):
     assert client.login(username="admin", password="break-glass-password")
 
 
+@pytest.mark.django_db
+def test_identities_are_in_the_admin(client, oidc):
+    user = login()
+    admin_user = User.objects.create_superuser("root", "root@example.org", "pw")
+    client.force_login(admin_user)
+    page = client.get("/admin/tom_mma/oidcidentity/").content.decode()
+    assert "f3a9-sub" in page and ISSUER in page and user.username in page
+
+
 # --- the environment -------------------------------------------------------------------------
 
 

@@ -273,7 +273,7 @@ def _groups(name: str) -> list[str]:
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_login_groups_removal_and_logout_in_a_real_browser(provider, tom, browser):
+def test_login_groups_removal_and_logout_in_a_real_browser(provider, tom, browser, settings):
     from selenium.webdriver.common.by import By
 
     def find(css: str):
@@ -313,6 +313,18 @@ def test_login_groups_removal_and_logout_in_a_real_browser(provider, tom, browse
     assert _groups("alice") == ["Observers", "Public"]
     assert get_user_model().objects.filter(oidc_identities__subject__isnull=False).count() == 1  # not duplicated
     _logout(browser, find)
+
+    # out of every mapped group, in a TOM that refuses such users: a page in the TOM's look says why
+    settings.TOM_MMA = {**settings.TOM_MMA, "OIDC_UNMAPPED_USERS": "refuse"}
+    provider.user("alice", "unrelated")
+    browser.get(f"{tom}/accounts/login/")
+    find("#oidc-login").click()
+    error = find("#oidc-error")
+    assert error.get_attribute("data-code") == "no_mapped_group"
+    assert "Your account has no access to this TOM" in error.text and "Test IdP" in error.text
+    assert browser.find_elements(By.CSS_SELECTOR, "nav.navbar")  # tomtoolkit's base template
+    assert not browser.find_elements(By.CSS_SELECTOR, "form[action='/accounts/logout/']")  # not logged in
+    assert _groups("alice") == ["Observers", "Public"]  # a refused login changes nothing
 
 
 def _logout(browser, find) -> None:

@@ -22,6 +22,7 @@ from .models import (
     EventSkyMap,
     GWEvent,
     ObservationTrigger,
+    OIDCIdentity,
     SimulatedObservation,
 )
 
@@ -121,3 +122,17 @@ class ObservationTriggerAdmin(ReadOnlyAdmin):
 @admin.register(SimulatedObservation)
 class SimulatedObservationAdmin(ReadOnlyAdmin):
     list_display = ("observation_id", "target_id", "submitted", "scheduled_at", "completed_at", "canceled_at")
+
+
+@admin.register(OIDCIdentity)
+class OIDCIdentityAdmin(admin.ModelAdmin):
+    """Who logs in through OIDC as whom: an administrator may link a subject to a user, or unlink it.
+
+    The allow-list flags are read-only: they record what the allow-lists gave, so that only that is taken back.
+    """
+
+    list_display = ("subject", "issuer", "user", "last_login", "staff_granted", "superuser_granted")
+    list_filter = ("issuer", "staff_granted", "superuser_granted")
+    search_fields = ("subject", "user__username", "user__email")
+    raw_id_fields = ("user",)
+    readonly_fields = ("created", "last_login", "staff_granted", "superuser_granted")
