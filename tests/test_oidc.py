@@ -133,6 +133,12 @@ def test_email_is_not_the_match_key(oidc):
 
 
 @pytest.mark.django_db
+def test_no_username_claim_keeps_the_username(oidc):
+    login()
+    assert login(preferred_username=None).username == "alice"  # not renamed to the email's local part
+
+
+@pytest.mark.django_db
 def test_a_rename_onto_a_taken_username_keeps_the_current_one(oidc):
     User.objects.create_user("bob")
     user = login()
@@ -331,6 +337,29 @@ def test_bad_id_tokens_are_refused_with_a_page(client, oidc, token, key):
     response, *_ = _flow(client, claims(), key=key, token=token)
     assert response.status_code == 400 and _error_code(response) == "invalid_token"
     assert "_auth_user_id" not in client.session and not people().exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("id_token", [None, "not-a-jwt", "unsigned"])
+def test_a_missing_unreadable_or_unsigned_id_token_is_refused(client, oidc, settings, id_token):
+    settings.OIDC_ALLOW_UNSECURED_JWT = True  # mozilla-django-oidc would then take alg "none"; tom_mma never does
+    client.get("/oidc/authenticate/")
+    nonce = next(iter(client.session["oidc_states"].values()))["nonce"]
+    state = next(iter(client.session["oidc_states"]))
+    if id_token == "unsigned":
+        now = int(time.time())
+        id_token = jwt.encode(
+            {"iss": ISSUER, "aud": "tom-mma-test", "sub": "f3a9-sub", "nonce": nonce, "iat": now, "exp": now + 60},
+            None,
+            algorithm="none",
+        )
+    tokens = {"id_token": id_token, "access_token": "a", "token_type": "Bearer"}
+    with (
+        mock.patch("mozilla_django_oidc.auth.requests.post", return_value=_response(tokens)),
+        mock.patch("mozilla_django_oidc.auth.requests.get", return_value=_response(claims())),
+    ):
+        response = client.get("/oidc/callback/", {"code": "c", "state": state})
+    assert _error_code(response) == "invalid_token" and not people().exists()
 
 
 @pytest.mark.django_db

@@ -16,6 +16,7 @@ from the provider.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -219,7 +220,8 @@ def _code(page: requests.Response) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_forged_state_replays_and_a_used_code_are_refused_with_a_page(provider, tom):
+def test_forged_state_replays_and_a_used_code_are_refused_with_a_page(provider, tom, settings, caplog):
+    caplog.set_level(logging.DEBUG)
     provider.user("carol", "tom-observers")
     session = requests.Session()
     callback = _provider_leg(session, f"{tom}/oidc/authenticate/", "carol")
@@ -244,6 +246,15 @@ def test_forged_state_replays_and_a_used_code_are_refused_with_a_page(provider, 
     state = parse_qs(urlparse(second).query)["state"][0]
     reused = session.get(f"{tom}/oidc/callback/?code={query['code'][0]}&state={state}", allow_redirects=False)
     assert _code(reused) == "expired" and "Try again" in reused.text
+
+    # nothing secret reached the logs of the login (the web server's access log has the redirect URI's query, as
+    # any web server's; the code there is single-use and bound to the PKCE verifier)
+    logged = "\n".join(
+        record.getMessage() for record in caplog.records if record.name.startswith(("tom_mma", "mozilla_django_oidc"))
+    )
+    assert "OIDC login" in logged
+    for secret in (settings.OIDC_RP_CLIENT_SECRET, query["code"][0], query["state"][0], carol.email):
+        assert secret not in logged
 
 
 # --- the whole flow in a real browser --------------------------------------------------------

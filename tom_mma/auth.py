@@ -126,6 +126,10 @@ class OIDCBackend(OIDCAuthenticationBackend):
             raise LoginError("invalid_token")
         return claims
 
+    def get_payload_data(self, token: Any, key: Any) -> dict:
+        """Always verify: an unsigned token (``alg: none``) is refused even under ``OIDC_ALLOW_UNSECURED_JWT``."""
+        return self._verify_jws(token, key)
+
     def verify_token(self, token: str, **kwargs) -> dict:
         """mozilla-django-oidc's verification (key, signature, nonce) with :meth:`_verify_jws`'s checks."""
         try:
@@ -133,6 +137,10 @@ class OIDCBackend(OIDCAuthenticationBackend):
         except SuspiciousOperation as exc:
             # "JWT Nonce verification failed", "Could not find a valid JWKS": no claims in the message
             logger.warning("OIDC login refused: %s", exc)
+            raise LoginError("invalid_token") from None
+        except (jwt.InvalidTokenError, KeyError, TypeError) as exc:
+            # no ID token, or not a JWT (its header is read before any check), a JWKS key without kid
+            logger.warning("OIDC login refused: the ID token is unreadable (%s)", type(exc).__name__)
             raise LoginError("invalid_token") from None
 
     def get_or_create_user(self, access_token: str, id_token: str, payload: Mapping[str, Any]) -> AbstractBaseUser:

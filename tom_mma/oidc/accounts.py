@@ -203,11 +203,12 @@ def _free_username(base: str) -> str:
 def _update_profile(user: AbstractBaseUser, claims: Mapping[str, Any]) -> None:
     """Username, names and (verified) email from the claims; a username taken by someone else is kept as is."""
     changed = []
-    desired = _desired_username(claims)
+    # a rename at the provider follows only from the username claim itself (not from the fallbacks of a first
+    # login); "alice-2" stays while "alice" belongs to somebody else
+    desired = sanitise_username(claims.get(mma_settings.OIDC_USERNAME_CLAIM))
     field = user.USERNAME_FIELD
     current = getattr(user, field)
-    # keep "alice-2" while "alice" belongs to somebody else; follow a rename at the provider when it is free
-    if desired.lower() != current.lower() and not current.lower().startswith(desired.lower() + "-"):
+    if desired and desired.lower() != current.lower() and not current.lower().startswith(desired.lower() + "-"):
         if not _taken(desired, exclude_pk=user.pk):
             setattr(user, field, desired)
             changed.append(field)
