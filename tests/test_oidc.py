@@ -247,6 +247,20 @@ def test_staff_and_superuser_only_by_allow_list_and_taken_back(oidc, settings):
 
 
 @pytest.mark.django_db
+def test_a_malformed_allow_list_grants_nothing(oidc, settings):
+    tom_mma(settings, OIDC_STAFF_SUBJECTS="f3a9-sub, other", OIDC_SUPERUSER_SUBJECTS="f3a9")  # strings: E063
+    user = login()
+    assert not user.is_staff and not user.is_superuser
+
+
+@pytest.mark.django_db
+def test_a_malformed_group_map_refuses_with_a_page(client, oidc, settings):
+    tom_mma(settings, OIDC_GROUP_MAP={"Observers": ["re:("]})  # E066, for a server started without checks
+    response, *_ = _flow(client, claims())
+    assert response.status_code == 503 and _error_code(response) == "misconfigured" and not people().exists()
+
+
+@pytest.mark.django_db
 def test_rights_an_admin_gave_are_not_taken_back(oidc, settings):
     user = login()
     User.objects.filter(pk=user.pk).update(is_staff=True)

@@ -25,7 +25,7 @@ from django.utils import timezone
 from ..conf import mma_settings
 from ..models import OIDCIdentity
 from .errors import LoginError
-from .groups import claim_values, compile_group_map, mapped_groups
+from .groups import GroupMapError, claim_values, compile_group_map, mapped_groups
 
 __all__ = ["login_user", "sanitise_username"]
 
@@ -102,7 +102,12 @@ def login_user(issuer: str, claims: Mapping[str, Any], create: bool = True) -> A
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject or len(subject) > 255:
         raise LoginError("invalid_token")
-    rules = compile_group_map(mma_settings.OIDC_GROUP_MAP)
+    try:
+        rules = compile_group_map(mma_settings.OIDC_GROUP_MAP)
+    except GroupMapError as exc:
+        # tom_mma.E066 says so at start-up; a server started without the checks lands here
+        logger.error("OIDC login refused: %s", exc)
+        raise LoginError("misconfigured") from None
     wanted = mapped_groups(rules, claim_values(claims, mma_settings.OIDC_GROUPS_CLAIM))
     if not wanted and mma_settings.OIDC_UNMAPPED_USERS == "refuse":
         logger.info("OIDC login refused: the group claim maps to no TOM group (OIDC_UNMAPPED_USERS = 'refuse')")
@@ -233,9 +238,10 @@ def _update_profile(user: AbstractBaseUser, claims: Mapping[str, Any]) -> None:
 def _apply_allow_lists(user: AbstractBaseUser, identity: OIDCIdentity, subject: str) -> None:
     """Staff and superuser rights from the allow-lists only; take back only what they gave."""
     changed = []
+    superusers = _subjects(mma_settings.OIDC_SUPERUSER_SUBJECTS)
     for right, flag, subjects in (
-        ("is_superuser", "superuser_granted", mma_settings.OIDC_SUPERUSER_SUBJECTS),
-        ("is_staff", "staff_granted", [*mma_settings.OIDC_STAFF_SUBJECTS, *mma_settings.OIDC_SUPERUSER_SUBJECTS]),
+        ("is_superuser", "superuser_granted", superusers),
+        ("is_staff", "staff_granted", superusers | _subjects(mma_settings.OIDC_STAFF_SUBJECTS)),
     ):
         listed = subject in subjects
         if listed and not getattr(user, right):
@@ -251,6 +257,11 @@ def _apply_allow_lists(user: AbstractBaseUser, identity: OIDCIdentity, subject: 
                 logger.warning("OIDC login took %s back from user %s (left the allow-list)", right, user.get_username())
     if changed:
         user.save(update_fields=changed)
+
+
+def _subjects(value: Any) -> set[str]:
+    # only a list counts (tom_mma.E063): "in" on a string would match any part of it
+    return {item for item in value if isinstance(item, str)} if isinstance(value, list | tuple) else set()
 
 
 def _sync_groups(user: AbstractBaseUser, managed: set[str], wanted: set[str]) -> tuple[int, int]:

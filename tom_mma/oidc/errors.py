@@ -64,6 +64,13 @@ REASONS: dict[str, Reason] = {
         "Try again in a few minutes. Administrators can still log in with their TOM password.",
         status=503,
     ),
+    "misconfigured": Reason(
+        "Logging in through {provider} is not set up correctly",
+        "The TOM's OIDC settings are incomplete or malformed (its administrator can see which in "
+        "'manage.py check'), so nobody can log in this way for now.",
+        "Tell the TOM's administrator. Administrators can still log in with their TOM password.",
+        status=503,
+    ),
     "no_mapped_group": Reason(
         "Your account has no access to this TOM",
         "You logged in at {provider}, but your account there is in none of the groups this TOM admits.",
