@@ -97,7 +97,8 @@ def login_user(issuer: str, claims: Mapping[str, Any], create: bool = True) -> A
     Raises
     ------
     LoginError
-        ``no_mapped_group``, ``no_account``, ``inactive`` or ``staff_refused``; nothing is changed then.
+        ``no_mapped_group``, ``no_account`` or ``misconfigured``: nothing is changed. ``inactive`` or
+        ``staff_refused``: the user is brought up to date (a new one kept for its approval), not logged in.
     """
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject or len(subject) > 255:
@@ -115,7 +116,7 @@ def login_user(issuer: str, claims: Mapping[str, Any], create: bool = True) -> A
     for attempt in (1, 2):
         try:
             with transaction.atomic():
-                user, identity, created = _sync(issuer, subject, claims, create, {r.group for r in rules}, wanted)
+                user, identity, _ = _sync(issuer, subject, claims, create, {r.group for r in rules}, wanted)
             break
         except IntegrityError:
             # the same first login in two tabs at once: the other one created the identity; use it
