@@ -22,6 +22,8 @@ from pathlib import Path
 import dj_database_url
 from tom_common.default_settings import *  # noqa: F403
 
+from tom_mma.oidc.environment import oidc_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("TOM_MMA_STATE_DIR", BASE_DIR / ".tom_mma"))
 
@@ -276,21 +278,10 @@ TOM_MMA_BROKER = {
 
 # --- OIDC login (mozilla-django-oidc): on only when OIDC_RP_CLIENT_ID is set --------------------
 # docs/oidc.md. Everything comes from the environment, the client secret above all; checks
-# tom_mma.E060-E063 name what is missing. The login never grants staff or superuser rights.
-if os.environ.get("OIDC_RP_CLIENT_ID"):
-    OIDC_RP_CLIENT_ID = os.environ["OIDC_RP_CLIENT_ID"]
-    OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_RP_CLIENT_SECRET", "")
-    OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
-    OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", "")
-    OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_OP_USER_ENDPOINT", "")
-    # None, not "": mozilla-django-oidc tells "not set" from a value by None
-    OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT") or None
-    # most providers (Keycloak, CILogon, Google) sign ID tokens with RS256; HS256 uses the client secret
-    OIDC_RP_SIGN_ALGO = os.environ.get("OIDC_RP_SIGN_ALGO", "RS256")
-    OIDC_RP_SCOPES = os.environ.get("OIDC_RP_SCOPES", "openid email profile")
-    # 0: only users who already have a TOM account (matched on their verified email) may log in
-    OIDC_CREATE_USER = os.environ.get("OIDC_CREATE_USER", "1") == "1"
-    OIDC_USE_PKCE = True
-    LOGIN_REDIRECT_URL_FAILURE = LOGIN_URL
-    AUTHENTICATION_BACKENDS = [*AUTHENTICATION_BACKENDS, "tom_mma.auth.OIDCBackend"]
-    TOM_MMA["OIDC_PROVIDER_NAME"] = os.environ.get("OIDC_PROVIDER_NAME", "single sign-on")
+# tom_mma.E060-E069 name what is missing. Staff and superuser rights only by the allow-lists.
+_oidc = oidc_settings(os.environ)
+if _oidc:
+    TOM_MMA.update(_oidc.pop("TOM_MMA"))
+    # the password login (ModelBackend, allauth) stays first: the break-glass administrator's way in
+    AUTHENTICATION_BACKENDS = [*AUTHENTICATION_BACKENDS, *_oidc.pop("AUTHENTICATION_BACKENDS")]
+    globals().update(_oidc)

@@ -11,4 +11,4 @@ urlpatterns = [
 
 if getattr(settings, "OIDC_RP_CLIENT_ID", ""):
     # OIDC login (docs/oidc.md): /oidc/authenticate/ starts it, /oidc/callback/ is the redirect URI
-    urlpatterns.insert(0, path("oidc/", include("mozilla_django_oidc.urls")))
+    urlpatterns.insert(0, path("oidc/", include("tom_mma.oidc.urls")))

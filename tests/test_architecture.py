@@ -37,7 +37,11 @@ LAYER_MAP = [
     (r"^tom_mma_broker\.classifier\.(features|synthetic|datasets)$", "base"),
     (r"^tom_mma(_broker)?\.models(\..*)?$", "models"),
     (r"^tom_mma(_broker)?\.handlers(\..*)?$", "handlers"),
-    (r"^tom_mma(_broker)?\.(gw\.)?(tasks|receivers|views|urls|admin|apps|checks|checks_derived|alerts|auth)$", "entry"),
+    (
+        r"^tom_mma(_broker)?\.(gw\.|oidc\.)?(tasks|receivers|views|urls|admin|apps|checks|checks_derived|alerts|auth)$",
+        "entry",
+    ),
+    (r"^tom_mma\.checks_oidc$", "entry"),
     (r"^tom_mma(_broker)?\.(management|templatetags|facilities)(\..*)?$", "entry"),
     (r"^tom_mma(_broker)?\.api(\..*)?$", "entry"),  # the REST API: viewsets, serializers, filters, routes
     (r"^tom_mma_broker\.(streams|fink|demo)$", "entry"),  # stream classes for ALERT_STREAMS

@@ -23,6 +23,7 @@ from .models import (
     EventSkyMap,
     GWEvent,
     ObservationTrigger,
+    OIDCIdentity,
     SimulatedObservation,
     TransientEvent,
     TransientNotice,
@@ -173,3 +174,17 @@ class EventLinkAdmin(ReadOnlyAdmin):
     list_filter = ("basis",)
     search_fields = ("gw_event__superevent_id", "first__event_id", "second__event_id", "second__name")
     list_select_related = ("gw_event", "first", "second")
+
+
+@admin.register(OIDCIdentity)
+class OIDCIdentityAdmin(admin.ModelAdmin):
+    """Who logs in through OIDC as whom: an administrator may link a subject to a user, or unlink it.
+
+    The allow-list flags are read-only: they record what the allow-lists gave, so that only that is taken back.
+    """
+
+    list_display = ("subject", "issuer", "user", "last_login", "staff_granted", "superuser_granted")
+    list_filter = ("issuer", "staff_granted", "superuser_granted")
+    search_fields = ("subject", "user__username", "user__email")
+    raw_id_fields = ("user",)
+    readonly_fields = ("created", "last_login", "staff_granted", "superuser_granted")

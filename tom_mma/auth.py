@@ -1,201 +1,158 @@
-"""OIDC login for a TOM: a mozilla-django-oidc backend that grants no rights.
+"""OIDC login for a TOM: a mozilla-django-oidc backend that matches users on the provider's subject id.
 
-Enable it by adding ``"tom_mma.auth.OIDCBackend"`` to ``AUTHENTICATION_BACKENDS``, setting
-mozilla-django-oidc's ``OIDC_*`` settings and including ``mozilla_django_oidc.urls`` under
-``oidc/`` (see ``docs/oidc.md``; checks ``tom_mma.E060``-``E063`` say what is missing).
+Enable it with :func:`tom_mma.oidc.environment.oidc_settings` (or by hand: ``"tom_mma.auth.OIDCBackend"`` in
+``AUTHENTICATION_BACKENDS``, mozilla-django-oidc's ``OIDC_*`` settings, ``TOM_MMA['OIDC_ISSUER']`` and
+``path("oidc/", include("tom_mma.oidc.urls"))``); ``docs/oidc.md`` has it all, checks ``tom_mma.E060``-``E069``
+say what is missing.
 
 Security stance:
 
-- A login never grants rights. New users are created with ``is_staff=False`` and
-  ``is_superuser=False``; existing users keep exactly the rights an administrator gave them.
-  Claims such as ``is_staff``, ``admin``, ``roles`` or ``groups`` are ignored.
-- Users are matched on the ``email`` claim, case-insensitively, and by default only when the
-  identity provider says the address is verified (``email_verified``): otherwise whoever controls
-  an unverified address at the provider could log in as the TOM user who owns it.
-- A new user joins the groups of ``TOM_MMA['OIDC_NEW_USER_GROUPS']`` (default ``["Public"]``,
-  the group tomtoolkit gives self-registered users) and is created inactive under
-  ``TOM_REGISTRATION_STRATEGY = "approval_required"``, as tomtoolkit does for sign-ups.
-- Claims and tokens are never logged.
+- The ID token is checked beyond mozilla-django-oidc: its signature and algorithm (mozilla-django-oidc), its
+  issuer (``TOM_MMA['OIDC_ISSUER']``), its audience (the client id; ``azp`` too when there are several), its
+  expiry and issue time (required), and the userinfo's ``sub`` must be the token's.
+- Users are matched on (``iss``, ``sub``) only, kept in :class:`tom_mma.models.OIDCIdentity`; never on an email
+  address or a username, which can change hands at a provider.
+- A login grants no staff or superuser rights except to the subject ids of the allow-lists; groups follow the
+  group claim only for the groups named in ``OIDC_GROUP_MAP`` (:mod:`tom_mma.oidc.accounts`).
+- Claims, tokens, codes and the client secret are never logged.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
+import jwt
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, Group
-from django.db import transaction
-from django.db.models import QuerySet
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import SuspiciousOperation
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from .conf import mma_settings
+from .oidc import provider
+from .oidc.accounts import login_user, sanitise_username
+from .oidc.errors import LoginError
 
 __all__ = ["OIDCBackend", "sanitise_username"]
 
 logger = logging.getLogger(__name__)
 
-# Django's username validator allows [\w.@+-]; we keep the ASCII subset so that no two usernames
-# look alike (confusable Unicode letters) and every username is easy to type.
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.@+-]+")
-_MAX_LENGTH = 150  # django.contrib.auth.models.User.username
-
-
-def sanitise_username(value: Any) -> str:
-    """A username Django accepts, made from a claim value; ``""`` if nothing usable is left.
-
-    Accents are dropped, other characters outside ``A-Z a-z 0-9 _ . @ + -`` become ``_``,
-    leading and trailing ``_ . -`` are stripped and the result is cut to 150 characters.
-
-    Parameters
-    ----------
-    value : Any
-        A claim value; anything but a non-empty string gives ``""``.
-
-    Returns
-    -------
-    str
-
-    Examples
-    --------
-    >>> sanitise_username("José Pérez")
-    'Jose_Perez'
-    >>> sanitise_username("../admin; drop")
-    'admin_drop'
-    >>> sanitise_username(["alice"])
-    ''
-    """
-    if not isinstance(value, str):
-        return ""
-    ascii_value = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
-    return _UNSAFE.sub("_", ascii_value).strip("_.-")[:_MAX_LENGTH]
-
-
-def _truthy_claim(value: Any) -> bool:
-    # providers send email_verified as a JSON boolean, a few as the string "true"
-    return value is True or (isinstance(value, str) and value.lower() == "true")
+# the claims an ID token must carry (OpenID Connect Core 1.0, 2), checked by PyJWT
+REQUIRED_ID_TOKEN_CLAIMS = ["iss", "sub", "aud", "exp", "iat"]
 
 
 class OIDCBackend(OIDCAuthenticationBackend):
-    """Log users in through an OpenID Connect provider without ever granting rights.
+    """Log users in through an OpenID Connect provider: matched on ``sub``, rights only by allow-list.
 
-    The settings are mozilla-django-oidc's ``OIDC_*`` ones plus the ``OIDC_*`` keys of
-    ``TOM_MMA`` (``docs/settings.md``).
+    Building it reads no setting and makes no network call (Django builds every backend at each password
+    login too): the endpoints are resolved when a login needs them, from the ``OIDC_OP_*`` settings or the
+    provider's discovery document (:mod:`tom_mma.oidc.provider`).
     """
 
-    def authenticate(self, request, **kwargs) -> AbstractBaseUser | None:
-        """Run the authorization-code flow; refuse inactive users, and staff unless allowed.
+    def __init__(self, *args, **kwargs):
+        self.UserModel = get_user_model()
 
-        ``TOM_MMA['OIDC_ALLOW_STAFF_LOGIN'] = False`` keeps staff and superusers on the password
-        login, where the TOM asks for its own second factor.
+    # mozilla-django-oidc reads these attributes; they are looked up at each use (override_settings works)
+    @property
+    def OIDC_OP_TOKEN_ENDPOINT(self) -> str:  # noqa: N802
+        """The token endpoint, set or discovered."""
+        return provider.endpoint("OIDC_OP_TOKEN_ENDPOINT")
+
+    @property
+    def OIDC_OP_USER_ENDPOINT(self) -> str:  # noqa: N802
+        """The userinfo endpoint, set or discovered."""
+        return provider.endpoint("OIDC_OP_USER_ENDPOINT")
+
+    @property
+    def OIDC_OP_JWKS_ENDPOINT(self) -> str | None:  # noqa: N802
+        """The JWKS endpoint, set or discovered (not needed with OIDC_RP_IDP_SIGN_KEY)."""
+        return provider.endpoint("OIDC_OP_JWKS_ENDPOINT", required=self.OIDC_RP_IDP_SIGN_KEY is None)
+
+    @property
+    def OIDC_RP_CLIENT_ID(self) -> str:  # noqa: N802
+        """The TOM's client id at the provider."""
+        return getattr(settings, "OIDC_RP_CLIENT_ID", "")
+
+    @property
+    def OIDC_RP_CLIENT_SECRET(self) -> str:  # noqa: N802
+        """The TOM's client secret (never logged)."""
+        return getattr(settings, "OIDC_RP_CLIENT_SECRET", "")
+
+    @property
+    def OIDC_RP_SIGN_ALGO(self) -> str:  # noqa: N802
+        """The algorithm ID tokens must be signed with (default RS256)."""
+        return getattr(settings, "OIDC_RP_SIGN_ALGO", "RS256")
+
+    @property
+    def OIDC_RP_IDP_SIGN_KEY(self) -> str | None:  # noqa: N802
+        """The provider's public key, when set instead of the JWKS endpoint."""
+        return getattr(settings, "OIDC_RP_IDP_SIGN_KEY", None)
+
+    def _verify_jws(self, payload: Any, key: Any) -> dict:
+        """Check the signature (and algorithm) and the issuer, audience and times of an ID token.
+
+        Raises
+        ------
+        LoginError
+            ``invalid_token``: nobody is logged in, the page says why in general words.
         """
-        user = super().authenticate(request, **kwargs)
-        if user is None:
-            return None
-        if not self.user_can_authenticate(user):
-            logger.info("OIDC login refused: user %s is inactive", user.get_username())
-            return None
-        if (user.is_staff or user.is_superuser) and not mma_settings.OIDC_ALLOW_STAFF_LOGIN:
-            # the TOM's own second factor is not asked for on this path: staff use the password login
-            logger.info("OIDC login refused: user %s is staff and OIDC_ALLOW_STAFF_LOGIN is off", user.get_username())
-            return None
-        return user
+        try:
+            header = jwt.get_unverified_header(payload)
+        except jwt.InvalidTokenError:
+            raise LoginError("invalid_token") from None
+        if header.get("alg") != self.OIDC_RP_SIGN_ALGO:
+            logger.warning("OIDC login refused: the ID token's algorithm is not OIDC_RP_SIGN_ALGO")
+            raise LoginError("invalid_token")
+        client_id = self.OIDC_RP_CLIENT_ID
+        try:
+            claims = jwt.decode(
+                payload,
+                key,
+                algorithms=[self.OIDC_RP_SIGN_ALGO],
+                audience=client_id,
+                issuer=provider.issuer(),
+                leeway=float(mma_settings.OIDC_CLOCK_SKEW_S),
+                options={"require": REQUIRED_ID_TOKEN_CLAIMS},
+            )
+        except jwt.InvalidTokenError as exc:
+            # the exception's class says which check failed (ExpiredSignatureError, InvalidAudienceError, ...)
+            logger.warning("OIDC login refused: the ID token failed verification (%s)", type(exc).__name__)
+            raise LoginError("invalid_token") from None
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if len(audiences) > 1 and claims.get("azp") != client_id:
+            logger.warning("OIDC login refused: the ID token has several audiences and azp is not this client")
+            raise LoginError("invalid_token")
+        return claims
+
+    def get_payload_data(self, token: Any, key: Any) -> dict:
+        """Always verify: an unsigned token (``alg: none``) is refused even under ``OIDC_ALLOW_UNSECURED_JWT``."""
+        return self._verify_jws(token, key)
+
+    def verify_token(self, token: str, **kwargs) -> dict:
+        """mozilla-django-oidc's verification (key, signature, nonce) with :meth:`_verify_jws`'s checks."""
+        try:
+            return super().verify_token(token, **kwargs)
+        except SuspiciousOperation as exc:
+            # "JWT Nonce verification failed", "Could not find a valid JWKS": no claims in the message
+            logger.warning("OIDC login refused: %s", exc)
+            raise LoginError("invalid_token") from None
+        except (jwt.InvalidTokenError, KeyError, TypeError) as exc:
+            # no ID token, or not a JWT (its header is read before any check), a JWKS key without kid
+            logger.warning("OIDC login refused: the ID token is unreadable (%s)", type(exc).__name__)
+            raise LoginError("invalid_token") from None
+
+    def get_or_create_user(self, access_token: str, id_token: str, payload: Mapping[str, Any]) -> AbstractBaseUser:
+        """The TOM user of the verified ID token and the userinfo claims (:func:`~tom_mma.oidc.accounts.login_user`)."""
+        userinfo = self.get_userinfo(access_token, id_token, payload)
+        if not isinstance(userinfo, Mapping) or userinfo.get("sub") != payload.get("sub"):
+            # OpenID Connect Core 1.0, 5.3.2: a userinfo response about somebody else is not to be used
+            logger.warning("OIDC login refused: the userinfo's sub is not the ID token's")
+            raise LoginError("invalid_token")
+        claims = {**payload, **userinfo}
+        return login_user(payload["iss"], claims, create=bool(getattr(settings, "OIDC_CREATE_USER", True)))
 
     def describe_user_by_claims(self, claims: Mapping[str, Any]) -> str:
         """Describe the claims in a log line without their contents (no email, no sub)."""
         return "the claims of a user without a TOM account"
-
-    def verify_claims(self, claims: Mapping[str, Any]) -> bool:
-        """Accept claims with an email address, verified unless ``OIDC_REQUIRE_VERIFIED_EMAIL`` is off."""
-        if not isinstance(claims.get("email"), str) or not claims["email"].strip():
-            logger.warning("OIDC login refused: the provider sent no email claim (is 'email' in OIDC_RP_SCOPES?)")
-            return False
-        if mma_settings.OIDC_REQUIRE_VERIFIED_EMAIL and not _truthy_claim(claims.get("email_verified")):
-            logger.warning("OIDC login refused: the provider does not say the email address is verified")
-            return False
-        return True
-
-    def filter_users_by_claims(self, claims: Mapping[str, Any]) -> QuerySet:
-        """The users whose email matches the ``email`` claim, case-insensitively."""
-        email = claims.get("email")
-        if not isinstance(email, str) or not email.strip():
-            return self.UserModel.objects.none()
-        return self.UserModel.objects.filter(email__iexact=email.strip())
-
-    def get_username(self, claims: Mapping[str, Any]) -> str:
-        """A free username from ``OIDC_USERNAME_CLAIM``, else the email's local part, else ``sub``.
-
-        The value is sanitised (:func:`sanitise_username`); a username already taken (compared
-        case-insensitively) gets a suffix ``-2``, ``-3``, ... so that a login never lands in
-        somebody else's account by name.
-        """
-        email = claims.get("email") if isinstance(claims.get("email"), str) else ""
-        candidates = (claims.get(mma_settings.OIDC_USERNAME_CLAIM), email.partition("@")[0], claims.get("sub"))
-        base = next((name for name in map(sanitise_username, candidates) if name), "")
-        if not base:
-            # nothing usable (e.g. a non-ASCII sub): a stable name that reveals nothing of the claims
-            base = "oidc-" + hashlib.sha256(str(claims.get("sub", "")).encode()).hexdigest()[:12]
-        return self._free_username(base)
-
-    def _free_username(self, base: str) -> str:
-        manager = self.UserModel.objects
-        field = self.UserModel.USERNAME_FIELD
-        if not manager.filter(**{f"{field}__iexact": base}).exists():
-            return base
-        for n in range(2, 1000):
-            suffix = f"-{n}"
-            name = base[: _MAX_LENGTH - len(suffix)] + suffix
-            if not manager.filter(**{f"{field}__iexact": name}).exists():
-                return name
-        # a thousand namesakes: give up on readability rather than loop
-        return base[: _MAX_LENGTH - 13] + "-" + hashlib.sha256(base.encode()).hexdigest()[:12]
-
-    def create_user(self, claims: Mapping[str, Any]) -> AbstractBaseUser:
-        """Create a user without staff or superuser rights, in the configured groups.
-
-        Under ``TOM_REGISTRATION_STRATEGY = "approval_required"`` the user is created inactive,
-        as tomtoolkit does for self-registration, and an administrator activates it.
-        """
-        email = claims["email"].strip()
-        with transaction.atomic():
-            user = self.UserModel.objects.create_user(
-                self.get_username(claims),
-                email=email,
-                first_name=_name_claim(claims, "given_name"),
-                last_name=_name_claim(claims, "family_name"),
-                is_staff=False,
-                is_superuser=False,
-                is_active=getattr(settings, "TOM_REGISTRATION_STRATEGY", None) != "approval_required",
-            )  # no password: the user logs in through the provider only (unusable password)
-            groups = [Group.objects.get_or_create(name=name)[0] for name in mma_settings.OIDC_NEW_USER_GROUPS]
-            if groups:
-                user.groups.add(*groups)
-        logger.info(
-            "OIDC login created user %s (%s)", user.get_username(), "active" if user.is_active else "pending approval"
-        )
-        return user
-
-    def update_user(self, user: AbstractBaseUser, claims: Mapping[str, Any]) -> AbstractBaseUser:
-        """Return the user unchanged: rights and groups stay as an administrator set them.
-
-        Only empty first and last names are filled in from the claims; nothing in the claims can
-        raise (or lower) a user's rights.
-        """
-        changed = []
-        for field, claim in (("first_name", "given_name"), ("last_name", "family_name")):
-            value = _name_claim(claims, claim)
-            if value and not getattr(user, field, "x"):
-                setattr(user, field, value)
-                changed.append(field)
-        if changed:
-            user.save(update_fields=changed)
-        return user
-
-
-def _name_claim(claims: Mapping[str, Any], key: str) -> str:
-    value = claims.get(key)
-    return value.strip()[:150] if isinstance(value, str) else ""

@@ -2,10 +2,7 @@
 
 - ``tom_mma.W001``: an unknown key in ``TOM_MMA``.
 - ``tom_mma.E040``-``E045``: the derived-alert flow (``checks_derived``).
-- ``tom_mma.E060``: an OIDC backend is enabled but a required ``OIDC_*`` setting is missing.
-- ``tom_mma.E061``: ``OIDC_RP_SIGN_ALGO`` is RS*/ES* but no JWKS endpoint or key is set.
-- ``tom_mma.E062``: an OIDC backend is enabled but ``mozilla_django_oidc.urls`` is not included.
-- ``tom_mma.E063``: an ``OIDC_*`` key of ``TOM_MMA`` has the wrong type.
+- ``tom_mma.E060``-``E069``: the OIDC login (``checks_oidc``).
 - ``tom_mma.E070``: background work would be lost: no Celery broker and eager mode off.
 """
 
@@ -13,11 +10,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core import checks
-from django.urls import NoReverseMatch, reverse
-from django.utils.module_loading import import_string
 
 from . import (
     checks_derived,  # noqa: F401  (registers the derived-alert checks)
+    checks_oidc,  # noqa: F401  (registers the OIDC login checks)
     checks_optical,  # noqa: F401  (registers the optical-alert checks)
 )
 from .conf import mma_settings
@@ -71,100 +67,3 @@ def check_celery(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     else:
         message = "no Celery broker is configured and eager mode is off: tasks would go to amqp://localhost"
     return [checks.Error(message, hint=CELERY_HINT, id="tom_mma.E070")]
-
-
-# --- OIDC login (tom_mma.E060-E063) -----------------------------------------------------------
-# Django instantiates every backend of AUTHENTICATION_BACKENDS on each login, and
-# mozilla-django-oidc's backend raises ImproperlyConfigured when a setting it needs is missing:
-# a half-configured OIDC backend breaks password logins too, so these are errors.
-
-OIDC_REQUIRED_SETTINGS = (
-    "OIDC_RP_CLIENT_ID",
-    "OIDC_RP_CLIENT_SECRET",
-    "OIDC_OP_AUTHORIZATION_ENDPOINT",
-    "OIDC_OP_TOKEN_ENDPOINT",
-    "OIDC_OP_USER_ENDPOINT",
-)
-
-
-def oidc_backends() -> list[str]:
-    """The entries of ``AUTHENTICATION_BACKENDS`` that are mozilla-django-oidc backends."""
-    from mozilla_django_oidc.auth import OIDCAuthenticationBackend
-
-    found = []
-    for path in getattr(settings, "AUTHENTICATION_BACKENDS", []):
-        try:
-            backend = import_string(path)
-        except ImportError:
-            continue  # Django reports a backend that does not import when it is used
-        if isinstance(backend, type) and issubclass(backend, OIDCAuthenticationBackend):
-            found.append(path)
-    return found
-
-
-@checks.register()
-def check_oidc(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    """tom_mma.E060 / E061 / E062: an enabled OIDC backend has its settings and its URLs."""
-    backends = oidc_backends()
-    if not backends:
-        return []
-    messages: list[checks.CheckMessage] = []
-    missing = [name for name in OIDC_REQUIRED_SETTINGS if not getattr(settings, name, None)]
-    if missing:
-        messages.append(
-            checks.Error(
-                f"{backends[0]} is in AUTHENTICATION_BACKENDS but {', '.join(missing)} "
-                f"{'is' if len(missing) == 1 else 'are'} not set: every login, password ones too, fails.",
-                hint="Set them (the example TOM reads them from the environment; see docs/oidc.md) "
-                "or remove the backend.",
-                id="tom_mma.E060",
-            )
-        )
-    algo = getattr(settings, "OIDC_RP_SIGN_ALGO", "HS256")
-    if (
-        isinstance(algo, str)
-        and algo.startswith(("RS", "ES"))
-        and not getattr(settings, "OIDC_OP_JWKS_ENDPOINT", None)
-        and not getattr(settings, "OIDC_RP_IDP_SIGN_KEY", None)
-    ):
-        messages.append(
-            checks.Error(
-                f"OIDC_RP_SIGN_ALGO is {algo!r}, which needs the provider's public key, but neither "
-                "OIDC_OP_JWKS_ENDPOINT nor OIDC_RP_IDP_SIGN_KEY is set: every login, password ones too, fails.",
-                hint="Set OIDC_OP_JWKS_ENDPOINT to the provider's jwks_uri (see its "
-                "/.well-known/openid-configuration).",
-                id="tom_mma.E061",
-            )
-        )
-    callback = getattr(settings, "OIDC_AUTHENTICATION_CALLBACK_URL", "oidc_authentication_callback")
-    try:
-        reverse(callback)
-        reverse("oidc_authentication_init")
-    except NoReverseMatch:
-        messages.append(
-            checks.Error(
-                "The OIDC backend is enabled but mozilla-django-oidc's URLs are not included: "
-                "the provider cannot redirect back and nobody can start an OIDC login.",
-                hint="Add path('oidc/', include('mozilla_django_oidc.urls')) to the TOM's urls.py.",
-                id="tom_mma.E062",
-            )
-        )
-    return messages
-
-
-@checks.register()
-def check_oidc_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    """tom_mma.E063: the ``OIDC_*`` keys of ``TOM_MMA`` have the right types."""
-    problems: list[str] = []
-    claim = mma_settings.OIDC_USERNAME_CLAIM
-    if not isinstance(claim, str) or not claim:
-        problems.append(f"TOM_MMA['OIDC_USERNAME_CLAIM'] must be a non-empty string, not {claim!r}.")
-    groups = mma_settings.OIDC_NEW_USER_GROUPS
-    if not isinstance(groups, list | tuple) or not all(isinstance(g, str) and g for g in groups):
-        problems.append(f"TOM_MMA['OIDC_NEW_USER_GROUPS'] must be a list of group names, not {groups!r}.")
-    for key in ("OIDC_REQUIRE_VERIFIED_EMAIL", "OIDC_ALLOW_STAFF_LOGIN"):
-        if not isinstance(getattr(mma_settings, key), bool):
-            problems.append(f"TOM_MMA['{key}'] must be True or False.")
-    if not isinstance(mma_settings.OIDC_PROVIDER_NAME, str):
-        problems.append("TOM_MMA['OIDC_PROVIDER_NAME'] must be a string.")
-    return [checks.Error(problem, hint="See docs/oidc.md.", id="tom_mma.E063") for problem in problems]

@@ -41,13 +41,33 @@ DEFAULTS: dict = {
     "OBSERVATION_MIN_HAS_NS": 0.5,
     "OBSERVATION_MIN_HAS_REMNANT": 0.0,
     "OBSERVATION_MAX_P_TERRESTRIAL": 0.5,
-    # OIDC login (tom_mma.auth.OIDCBackend, docs/oidc.md). The claim a new user's username comes from
-    # (then the email's local part, then ``sub``), the groups a new user joins, whether a user is only
-    # matched on a verified email address, whether staff may log in through OIDC (the TOM's own second
-    # factor is not asked for there), and the provider's name on the login page.
+    # OIDC login (tom_mma.auth.OIDCBackend, docs/oidc.md). The provider's issuer URL (its ID tokens' iss; the
+    # endpoints not set as OIDC_OP_* are discovered from its /.well-known/openid-configuration, kept this many
+    # seconds); the leeway (s) on the ID token's times.
+    "OIDC_ISSUER": "",
+    "OIDC_DISCOVERY_TTL_S": 3600.0,
+    "OIDC_CLOCK_SKEW_S": 60.0,
+    # Users are matched on (iss, sub) only. The claims their username, names and email come from, updated at
+    # each login (the email only when the provider says it is verified, unless that is turned off).
     "OIDC_USERNAME_CLAIM": "preferred_username",
-    "OIDC_NEW_USER_GROUPS": ["Public"],
+    "OIDC_FIRST_NAME_CLAIM": "given_name",
+    "OIDC_LAST_NAME_CLAIM": "family_name",
+    "OIDC_EMAIL_CLAIM": "email",
     "OIDC_REQUIRE_VERIFIED_EMAIL": True,
+    # Groups: the claim (a name, or a dotted path such as realm_access.roles) and the map from TOM group name
+    # to the claim values that put a user in it (exact, "glob:" fnmatch patterns, "re:" regular expressions).
+    # The groups named in the map follow the claim at every login; no other group is touched. "refuse" turns
+    # away a user whose claim maps to no group; "allow" lets them in.
+    "OIDC_GROUPS_CLAIM": "groups",
+    "OIDC_GROUP_MAP": {},
+    "OIDC_UNMAPPED_USERS": "allow",
+    # The groups a user joins when the login creates them (not managed afterwards).
+    "OIDC_NEW_USER_GROUPS": ["Public"],
+    # No login grants staff or superuser rights, except to these subject ids (taken back when one leaves the
+    # list, unless an administrator gave the right); False refuses OIDC logins of staff and superusers (the
+    # TOM's own second factor is not asked for there); the provider's name on the login page.
+    "OIDC_STAFF_SUBJECTS": [],
+    "OIDC_SUPERUSER_SUBJECTS": [],
     "OIDC_ALLOW_STAFF_LOGIN": True,
     "OIDC_PROVIDER_NAME": "single sign-on",
     # The multi-messenger linker (tom_mma.linking): windows in seconds (transient time minus GW time) by a

@@ -2,4 +2,5 @@
 
 from .derived import *  # noqa: F403
 from .gw import *  # noqa: F403
+from .oidc import *  # noqa: F403
 from .transients import *  # noqa: F403

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from django import template
 from django.urls import NoReverseMatch, reverse
 
-from tom_mma.checks import oidc_backends
+from tom_mma.checks_oidc import oidc_backends
 from tom_mma.conf import mma_settings
 
 __all__ = ["oidc_login_link"]
