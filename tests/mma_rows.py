@@ -120,6 +120,10 @@ def make_rows(settings, django_capture_on_commit_callbacks) -> Rows:
             broker_candidate, _ = ingest_point(point, message_id=uuid.uuid4())
         score_candidate(broker_candidate.pk)
     SnewsDeciderState.objects.create(name="default", state={"lanes": {}}, messages=3)
+    # the insider logs in through an OIDC provider too
+    from tom_mma.models import OIDCIdentity
+
+    OIDCIdentity.objects.create(user=insider, issuer="https://idp.example.org/realms/tom", subject="5b1e-insider")
     return Rows(
         event=event, public=public, secret=secret, markup=markup, insider=insider, outsider=outsider, staff=staff,
         grb=grb, archived=ArchivedAlert.objects.get(topic=grb_topic),
