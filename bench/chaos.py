@@ -43,7 +43,9 @@ from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import json
+import math
 import os
 import random
 import shutil
@@ -246,6 +248,20 @@ def poison_payload(rng: random.Random, good: bytes) -> bytes:
     return json.dumps(doc).encode()
 
 
+_POSITIONS = itertools.count()
+GRID_ARCSEC = 6.0  # three times the broker's merge cone: no two candidates of the harness are ever merged
+
+
+def next_position() -> tuple[float, float]:
+    """The next free position of a grid around NGC 4993 (inside GW170817's 90% region for the first 129,600)."""
+    i = next(_POSITIONS)
+    side = 360
+    row, col = divmod(i % (side * side), side)
+    dec = NGC4993[1] + (row - side / 2) * GRID_ARCSEC / 3600 + (i // (side * side)) * 0.7
+    ra = NGC4993[0] + (col - side / 2) * GRID_ARCSEC / 3600 / math.cos(math.radians(dec))
+    return ra % 360, dec
+
+
 def make_batch(prefix: str, candidates: int, points: int, rng: random.Random, poison_fraction: float = 0.0) -> Batch:
     """Kilonova-like light curves (fast red decline) of new candidates near NGC 4993, in GW170817's region."""
     from tom_mma_broker.schemas.photometry import PhotometryMessage
@@ -253,7 +269,7 @@ def make_batch(prefix: str, candidates: int, points: int, rng: random.Random, po
     batch = Batch(prefix)
     messages = []
     for c in range(candidates):
-        ra, dec = NGC4993[0] + rng.uniform(-0.3, 0.3), NGC4993[1] + rng.uniform(-0.3, 0.3)
+        ra, dec = next_position()
         t0 = 57982.53 + rng.uniform(0.3, 0.6)
         for p in range(points):
             band = "gri"[p % 3]
