@@ -15,28 +15,52 @@ from django.utils.html import format_html
 from .models import ArchivedAlert, QuarantinedAlert, TopicHealth
 
 
+def _pre(text: str) -> str:
+    """Text in a ``<pre>`` that keeps its indentation and scrolls rather than widening the page (escaped)."""
+    return format_html('<pre style="white-space: pre; overflow-x: auto; max-width: 100%">{}</pre>', text or "")
+
+
 class QuarantineInline(admin.StackedInline):
     model = QuarantinedAlert
     extra = 0
     can_delete = False
-    readonly_fields = ("stage", "reason", "error_type", "attempts", "created", "released", "traceback")
+    readonly_fields = ("stage", "reason", "error_type", "attempts", "created", "released", "traceback_pre")
+    exclude = ("traceback",)
+
+    @admin.display(description="traceback")
+    def traceback_pre(self, obj: QuarantinedAlert) -> str:
+        return _pre(obj.traceback)
 
 
 @admin.register(ArchivedAlert)
 class ArchivedAlertAdmin(admin.ModelAdmin):
-    list_display = ("id", "topic", "partition", "offset", "format", "size", "status", "received")
+    list_display = ("id", "subject", "topic", "origin", "format", "size", "status", "received_at")
     list_filter = ("status", "format", "topic")
     search_fields = ("key", "topic")
     date_hierarchy = "received"
     exclude = ("payload", "content", "headers")
     readonly_fields = (
-        "key", "message_id", "topic", "partition", "offset", "kafka_timestamp", "received", "format", "size",
+        "key", "origin", "subject", "message_id", "topic", "partition", "offset", "kafka_timestamp", "received",
+        "format", "size",
         "status", "headers_pretty", "content_pretty", "payload_preview",
     )  # fmt: skip
     #: bytes of the raw payload shown in the admin (the full payload can be megabytes)
     PREVIEW_BYTES = 4096
     inlines = [QuarantineInline]
     show_full_result_count = False  # counting a large archive on every page is slow
+
+    @admin.display(description="subject")
+    def subject(self, obj: ArchivedAlert) -> str:
+        return obj.subject
+
+    @admin.display(description="origin")
+    def origin(self, obj: ArchivedAlert) -> str:
+        return obj.origin
+
+    @admin.display(description="received (UTC)", ordering="received")
+    def received_at(self, obj: ArchivedAlert) -> str:
+        # one unbreakable line: the list column no longer clips or wraps the time
+        return format_html('<span style="white-space: nowrap">{}</span>', f"{obj.received:%Y-%m-%d %H:%M:%S}")
 
     @admin.display(description="headers")
     def headers_pretty(self, obj: ArchivedAlert) -> str:
@@ -78,8 +102,13 @@ class QuarantinedAlertAdmin(admin.ModelAdmin):
     list_display = ("id", "alert", "stage", "error_type", "attempts", "created", "released")
     list_filter = ("stage", "released")
     search_fields = ("reason", "alert__key", "alert__topic")
-    readonly_fields = ("alert", "stage", "reason", "error_type", "traceback", "attempts", "created", "released")
+    readonly_fields = ("alert", "stage", "reason", "error_type", "traceback_pre", "attempts", "created", "released")
+    exclude = ("traceback",)
     actions = ["rehandle"]
+
+    @admin.display(description="traceback")
+    def traceback_pre(self, obj: QuarantinedAlert) -> str:
+        return _pre(obj.traceback)
 
     @admin.action(description="Handle the selected messages again (after fixing the cause)")
     def rehandle(self, request, queryset) -> None:

@@ -49,7 +49,21 @@ class ArchivedAlert(models.Model):
         indexes = [models.Index(fields=["topic", "partition", "offset"], name="tmb_alert_tpo")]
 
     def __str__(self) -> str:
-        return f"{self.topic}[{self.partition}]@{self.offset} ({self.format}, {self.status})"
+        return f"{self.origin} ({self.format}, {self.status})"
+
+    @property
+    def origin(self) -> str:
+        """Where the message came from (``topic[partition]@offset``, or the replay that stored it)."""
+        from .archive_display import origin_of
+
+        return origin_of(self.key, self.topic, self.partition, self.offset)
+
+    @property
+    def subject(self) -> str:
+        """The superevent, candidate or event the message is about (``""`` if it names none)."""
+        from .archive_display import subject_of
+
+        return subject_of(self.content)
 
 
 class QuarantinedAlert(models.Model):

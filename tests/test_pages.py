@@ -1,0 +1,126 @@
+"""The pages' defects of issue 12, each with its test: plot, links, one status vocabulary, precision, archive."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
+
+from tests.pages_data import EVENT, MAG, XSS, fill
+from tom_mma.display import format_magnitude, request_status, status_of
+from tom_mma.models import EventObservation
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def filled(django_capture_on_commit_callbacks):
+    return fill(django_capture_on_commit_callbacks)
+
+
+@pytest.fixture
+def admin_client(client):
+    client.force_login(User.objects.create_superuser("admin", "admin@example.org", "pw"))
+    return client
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_score_tab_plots_the_light_curve_with_the_score_and_links_the_event(admin_client, filled):
+    page = admin_client.get(reverse("targets:detail", args=[filled["best"].pk])).content.decode()
+    match = re.search(r'<img[^>]*id="tom-mma-lightcurve"[^>]*src="data:image/svg\+xml;base64,([^"]+)"', page)
+    assert match, "the light curve is an inline SVG image"
+    svg = base64.b64decode(match.group(1)).decode()
+    assert "<svg" in svg and "kilonova score" in svg and "magnitude" in svg and "MJD" in svg
+    table = page[page.index('id="tom-mma-score-history"') :]
+    table = table[: table.index("</table>")]
+    assert f'<a href="/gw/{EVENT}/">{EVENT}</a>' in table
+    headers = re.findall(r"<th>([^<]*)</th>", table[: table.index("</thead>")])
+    assert headers[-1] == "State" and all(headers)
+    assert 'class="table-responsive"' in page[page.index("Kilonova score history") - 400 :]
+
+
+def test_one_status_vocabulary_for_a_request_everywhere(admin_client, filled):
+    record, trigger = filled["record"], filled["trigger"]
+    assert record is not None and trigger.status == "submitted" and record.status  # the three raw words differ
+    link = EventObservation.objects.get(observation_record=record)
+    assert {str(status_of(record)), str(status_of(trigger)), str(status_of(link))} == {
+        str(request_status(record.status))
+    }
+    label = str(status_of(record))
+    assert label != record.status  # not the facility's upper-case word
+    target_page = admin_client.get(reverse("targets:detail", args=[filled["best"].pk])).content.decode()
+    rules = target_page[target_page.index('id="tom-mma-rule-requests"') :]
+    assert f">{label}</span>" in rules[: rules.index("</table>")]
+    # the Observations tab (the example TOM's copy of tomtoolkit's partial)
+    observations = target_page[target_page.index("<th>Observation ID</th>") :]
+    assert f">{label}</span>" in observations[: observations.index("</table>")]
+    assert ">Submitted<" not in target_page.replace(f">{label}<", "") or label == "Submitted"
+    gw_page = admin_client.get(f"/gw/{EVENT}/").content.decode()
+    requests = gw_page[gw_page.index("<h4>Observation requests</h4>") :]
+    assert f">{label}</span>" in requests and ">Active<" not in requests
+
+
+def test_request_status_after_a_retraction_and_at_the_end():
+    assert str(request_status("PENDING", retraction_status="flagged")) == "Cancel by hand (event retracted)"
+    assert str(request_status("COMPLETED", retraction_status="cancel_pending")) == "Completed"
+    assert str(request_status(trigger_status="failed")) == "Not submitted (error)"
+    assert str(request_status("WINDOW_EXPIRED")) == "Expired" and str(request_status("CANCELED")) == "Cancelled"
+    assert str(request_status("SOMETHING_NEW")) == "Something new"
+
+
+def test_magnitudes_to_their_precision_on_the_target_page(admin_client, filled):
+    page = admin_client.get(reverse("targets:detail", args=[filled["best"].pk])).content.decode()
+    shown = re.sub(r"<script.*?</script>", "", page, flags=re.S)  # tomtoolkit's plotly data are not text shown
+    assert "22.38388" not in shown
+    text = _text(shown)
+    assert "22.38 0.05" in text  # error 0.05: two decimals
+    assert "21.907 0.003" in text  # error 0.003: three decimals
+    assert format_magnitude(MAG) == "22.38"
+
+
+def test_markup_in_a_candidate_name_is_escaped(admin_client, filled):
+    for url in (f"/gw/{EVENT}/", reverse("targets:detail", args=[filled["xss"].pk])):
+        page = admin_client.get(url).content.decode()
+        assert XSS not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page, url
+
+
+def test_archive_list_has_subject_origin_and_an_unclipped_received_column(admin_client, tmp_path):
+    import json
+
+    from tom_mma_broker.ingest import Envelope, Ingestor
+
+    path = tmp_path / "notice.json"
+    path.write_text(json.dumps({"superevent_id": "S230518h", "alert_type": "PRELIMINARY"}))
+    kafka = Envelope(topic="t.gw", payload=json.dumps({"objectId": "ZTF23abc"}).encode(), partition=0, offset=7)
+    Ingestor({"t.gw": None}).ingest([Envelope.from_file(path, "t.gw"), kafka])
+    page = admin_client.get(reverse("admin:tom_mma_broker_archivedalert_changelist")).content.decode()
+    for column in ("subject", "origin", "received_at"):
+        assert f'class="sortable column-{column}' in page or f'class="column-{column}' in page, column
+    assert "Received (UTC)" in page
+    assert "S230518h" in page and "ZTF23abc" in page
+    assert "[None]@None" not in page and "file replay as t.gw" in page and "t.gw[0]@7" in page
+    assert re.search(r'<span style="white-space: nowrap">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d</span>', page)
+
+
+def test_quarantine_detail_keeps_the_traceback_indentation(admin_client):
+    from tests import handlers
+    from tom_mma_broker.ingest import Envelope, Ingestor
+    from tom_mma_broker.models import QuarantinedAlert
+
+    Ingestor({"t.one": handlers.record}).ingest(
+        [Envelope(topic="t.one", payload=b'{"seq": 1, "poison": true}', partition=0, offset=1)]
+    )
+    quarantined = QuarantinedAlert.objects.get()
+    assert "\n    " in quarantined.traceback  # a Python traceback: indented lines
+    page = admin_client.get(
+        reverse("admin:tom_mma_broker_quarantinedalert_change", args=[quarantined.pk])
+    ).content.decode()
+    pre = re.search(r"<pre[^>]*>(.*?)</pre>", page, flags=re.S)
+    assert pre and "\n    " in pre.group(1) and "poison message 1" in pre.group(1)
+    assert "<br>" not in pre.group(1)
