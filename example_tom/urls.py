@@ -3,7 +3,12 @@
 from django.conf import settings
 from django.urls import include, path
 
+from tom_mma.views import HomeView
+
 urlpatterns = [
+    # the MMA home page (also at /mma/ in any TOM with tom_mma installed) in place of tomtoolkit's welcome page;
+    # tomtoolkit's "home" URL name still reverses to "/"
+    path("", HomeView.as_view(), name="mma-home"),
     # tomtoolkit 3.1's tom_common.urls leaves out tom_alerts' pages, whose navbar link every page reverses
     path("alerts/", include("tom_alerts.urls", namespace="alerts")),
     path("", include("tom_common.urls")),

@@ -124,3 +124,58 @@ def test_quarantine_detail_keeps_the_traceback_indentation(admin_client):
     pre = re.search(r"<pre[^>]*>(.*?)</pre>", page, flags=re.S)
     assert pre and "\n    " in pre.group(1) and "poison message 1" in pre.group(1)
     assert "<br>" not in pre.group(1)
+
+
+def test_mma_home_page_at_a_glance(admin_client, filled):
+    for url in ("/", "/mma/"):
+        page = admin_client.get(url).content.decode()
+        assert "Multi-messenger overview" in page, url
+    events = page[page.index('id="tom-mma-home-events"') :]
+    events = events[: events.index("</table>")]
+    assert f'<a href="/gw/{EVENT}/">{EVENT}</a>' in events
+    assert events.index("AT-best") < events.index("&lt;script&gt;")  # most probable first
+    alerts = page[page.index('id="tom-mma-home-alerts"') :]
+    alerts = alerts[: alerts.index("</table>")]
+    assert "0.910" in alerts and f'<a href="/gw/{EVENT}/">{EVENT}</a>' in alerts
+    requests = page[page.index('id="tom-mma-home-requests"') :]
+    assert f">{status_of(filled['record']).label}</span>" in requests[: requests.index("</ul>")]
+    streams = page[page.index('id="tom-mma-home-streams"') :]
+    assert "Not listening" in streams[:2000] and "/streams/health/" in streams[:2000]
+    assert XSS not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    # tomtoolkit's own pages still work, and link the MMA pages from their navbar
+    targets = admin_client.get("/targets/").content.decode()
+    assert 'href="/mma/"' in targets and 'href="/streams/health/"' in targets and 'href="/gw/"' in targets
+
+
+def test_stream_health_service_and_page(admin_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests import handlers
+    from tom_mma_broker.conf import broker_settings
+    from tom_mma_broker.health import record_heartbeat, stream_health
+    from tom_mma_broker.ingest import Envelope, Ingestor
+
+    envelopes = [Envelope(topic="t.one", payload=b'{"seq": %d}' % i, partition=0, offset=i) for i in range(5)]
+    envelopes.append(Envelope(topic="t.one", payload=b'{"seq": 9, "poison": true}', partition=0, offset=5))
+    Ingestor({"t.one": handlers.record}).ingest(envelopes)
+    record_heartbeat(["t.one"], "g-health", {"t.one": 4})
+    health = stream_health()
+    (topic,) = health.topics
+    assert health.listening and topic.listening and topic.consumer_group == "g-health"
+    assert topic.consumer_lag == 4 and topic.quarantined == 1 and topic.messages == 6
+    assert topic.rate_per_minute == 6 / 60 and "poison message 9" in topic.last_error
+    later = stream_health(timezone.now() + timedelta(seconds=3 * broker_settings.HEALTH_HEARTBEAT_S + 3600))
+    assert not later.listening and later.topics[0].rate_per_minute == 0
+    page = admin_client.get("/streams/health/").content.decode()
+    assert 'id="tom-mma-listening">Listening<' in page
+    row = page[page.index('id="tom-mma-stream-health"') :]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row[: row.index("</table>")], flags=re.S)
+    assert [_text(c).strip() for c in cells][2:7] == ["0.10", "6", "g-health", "4", "1"]
+    assert "poison message 9" in page
+
+
+def test_stream_health_page_needs_a_login(client):
+    response = client.get("/streams/health/")
+    assert response.status_code == 302 and "login" in response["Location"]

@@ -33,6 +33,7 @@ __all__ = [
     "add_photometry",
     "mjd_to_datetime",
     "ScoreRow",
+    "gw_event_urls",
     "lightcurve_points",
     "score_history",
     "score_history_context",
@@ -273,7 +274,8 @@ class ScoreRow:
     gw_event_url: str
 
 
-def _gw_event_urls(names: set[str]) -> dict[str, str]:
+def gw_event_urls(names: set[str]) -> dict[str, str]:
+    """The page URL of each of these superevents that the TOM has (a TOM without the GW pages: none)."""
     from django.urls import NoReverseMatch, reverse
 
     from tom_mma.models import GWEvent
@@ -309,7 +311,7 @@ def score_history_context(context: Mapping[str, Any]) -> dict[str, Any]:
     """
     target = context["object"]
     history = score_history(target)
-    urls = _gw_event_urls({r.gw_event for r in history if r.gw_event})
+    urls = gw_event_urls({r.gw_event for r in history if r.gw_event})
     scores = [ScorePoint(r.latest_point_mjd, r.kilonova_score, r.retracted) for r in history]
     return {
         "target": target,

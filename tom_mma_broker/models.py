@@ -99,6 +99,12 @@ class TopicHealth(models.Model):
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     updated = models.DateTimeField(auto_now=True)
+    # written by a reading stream every HEALTH_HEARTBEAT_S (tom_mma_broker.health.record_heartbeat)
+    listening_at = models.DateTimeField(null=True, blank=True, help_text="when a stream last said it reads it")
+    consumer_group = models.CharField(max_length=255, blank=True, help_text="the group of that stream")
+    consumer_lag = models.BigIntegerField(
+        null=True, blank=True, help_text="messages on the broker not yet committed by the group, at listening_at"
+    )
 
     class Meta:
         ordering = ["topic"]
