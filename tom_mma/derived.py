@@ -20,7 +20,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from tom_dataproducts.models import PhotometryReducedDatum
 
-from tom_mma.lightcurve import LightCurvePoint, ScorePoint, lightcurve_svg, svg_data_uri
+from tom_mma.lightcurve import LightCurvePoint, ScorePoint, cached_lightcurve_svg, svg_data_uri
 from tom_mma.models import DerivedAlertRecord, ObservationTrigger
 from tom_mma.rules import evaluate_rules
 from tom_mma.schemas.derived_alert import AlertPoint, DerivedAlert
@@ -317,7 +317,7 @@ def score_history_context(context: Mapping[str, Any]) -> dict[str, Any]:
         "target": target,
         "score_history": history,
         "rows": [ScoreRow(r, urls.get(r.gw_event, "")) for r in history],
-        "plot": svg_data_uri(lightcurve_svg(lightcurve_points(target), scores)),
+        "plot": svg_data_uri(cached_lightcurve_svg(lightcurve_points(target), scores)),
         "triggers": ObservationTrigger.objects.filter(target=target).prefetch_related(
             "observation_records__gw_event_links"
         ),

@@ -33,11 +33,13 @@ _REQUESTS_SHOWN = 20
 
 @dataclass(frozen=True)
 class EventSummary:
-    """An active GW event and its most probable candidates (those the viewer may see)."""
+    """An active GW event and its most probable candidates (those the viewer may see, in its 90% region)."""
 
     event: GWEvent
+    #: the most probable ones inside the 90% credible region
     candidates: list[EventCandidate]
-    candidate_count: int
+    #: all inside the 90% region
+    inside_90: int
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def _events(visible) -> list[EventSummary]:
     )
     summaries = []
     for event in events:
-        ranked = ranked_candidates(event).filter(target__in=visible.values("pk"))
+        ranked = ranked_candidates(event).filter(target__in=visible.values("pk"), credible_level__lte=0.9)
         summaries.append(EventSummary(event, list(ranked[:_CANDIDATES_PER_EVENT]), ranked.count()))
     return summaries
 

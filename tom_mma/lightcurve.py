@@ -8,6 +8,7 @@ script in the page.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,10 +16,18 @@ from dataclasses import dataclass
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
-__all__ = ["LightCurvePoint", "ScorePoint", "lightcurve_figure", "lightcurve_svg", "svg_data_uri"]
+__all__ = [
+    "LightCurvePoint",
+    "ScorePoint",
+    "cached_lightcurve_svg",
+    "lightcurve_figure",
+    "lightcurve_svg",
+    "svg_data_uri",
+]
 
 _BAND_COLOURS = {"g": "#2ca02c", "r": "#d62728", "i": "#8c564b", "z": "#7f7f7f", "u": "#9467bd", "y": "#bcbd22"}
 _SCORE_COLOUR = "#1f3b73"
+_CACHE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ def lightcurve_figure(points: Sequence[LightCurvePoint], scores: Sequence[ScoreP
     if points:
         ax.invert_yaxis()  # brighter up
     ax.set_xlabel("MJD")
+    ax.ticklabel_format(axis="x", useOffset=False, style="plain")  # whole MJDs, not "+5.842e4"
     ax.set_ylabel("magnitude")
     ax.grid(True, linewidth=0.4, alpha=0.5)
     score_ax = ax.twinx()
@@ -91,7 +101,9 @@ def lightcurve_figure(points: Sequence[LightCurvePoint], scores: Sequence[ScoreP
     handles, labels = ax.get_legend_handles_labels()
     more_handles, more_labels = score_ax.get_legend_handles_labels()
     if handles or more_handles:
-        score_ax.legend(handles + more_handles, labels + more_labels, fontsize=8, loc="best")
+        # below the axes, where it hides no point
+        fig.legend(handles + more_handles, labels + more_labels, fontsize=8, loc="outside lower center",
+                   ncol=min(len(handles) + len(more_handles), 6), frameon=False)  # fmt: skip
     if not points and not scores:
         ax.text(0.5, 0.5, "no photometry or score yet", transform=ax.transAxes, ha="center", va="center")
     return fig
@@ -103,6 +115,18 @@ def lightcurve_svg(points: Sequence[LightCurvePoint], scores: Sequence[ScorePoin
     out = io.BytesIO()
     fig.savefig(out, format="svg", metadata={"Date": None})  # no date: the same data give the same bytes
     return out.getvalue()
+
+
+def cached_lightcurve_svg(points: Sequence[LightCurvePoint], scores: Sequence[ScorePoint]) -> bytes:
+    """:func:`lightcurve_svg`, kept in Django's cache by its data (tomtoolkit renders a tab's context twice)."""
+    from django.core.cache import cache
+
+    key = "tom_mma:lightcurve:" + hashlib.sha256(repr((list(points), list(scores))).encode()).hexdigest()
+    svg = cache.get(key)
+    if svg is None:
+        svg = lightcurve_svg(points, scores)
+        cache.set(key, svg, _CACHE_SECONDS)
+    return svg
 
 
 def svg_data_uri(svg: bytes) -> str:
