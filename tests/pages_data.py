@@ -10,22 +10,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.test import override_settings
-from hop.models import AvroBlob
+from hop.models import AvroBlob, JSONBlob
 from tom_targets.models import Target
 
 from tests.test_derived_factories import candidate, make_alert
 from tom_mma.derived import ingest_derived_alert
 from tom_mma.gw.observations import link_observation
+from tom_mma.handlers.gcn import fermi_gbm_handler, icecube_track_handler
 from tom_mma.handlers.lvk import igwn_gwalert_handler
 from tom_mma.models import GWEvent, ObservationTrigger
 
 DATA = Path(__file__).parent / "data" / "lvk"
+GCN = Path(__file__).parent / "data" / "gcn"
 EVENT = "MS181101ab"
 BEST = (194.30419921874997, -17.856895095545468)
 XSS = "<script>alert(1)</script>"
 #: a magnitude with the nine decimals of a float, and its error: shown as 22.38 (0.05 has two decimals)
 MAG, MAG_ERR = 22.383880105, 0.05
 SIMULATED = ["tom_mma.facilities.simulated.SimulatedFacility"]
+
+
+def _json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
 
 
 def fill(capture_on_commit) -> dict:
@@ -40,6 +48,10 @@ def fill(capture_on_commit) -> dict:
         with capture_on_commit(execute=True):
             Target.objects.create(name="AT-far", type="SIDEREAL", ra=10.0, dec=60.0, permissions="PUBLIC")
             igwn_gwalert_handler(AvroBlob.load_file(DATA / "MS181101ab-preliminary.avro"))
+            # a GRB and a neutrino (the GCN samples: not near the GW event in time, so not linked to it)
+            fermi_gbm_handler(JSONBlob(content=_json(GCN / "fermi" / "gbm" / "trigger.final.example.json")), None)
+            icecube = GCN / "icecube" / "single_neutrino_alerts.gold_bronze_track_alerts.example.json"
+            icecube_track_handler(JSONBlob(content=_json(icecube)), None)
         points = [
             {"mjd": 58423.10, "band": "g", "magnitude": MAG, "magnitude_error": MAG_ERR, "upper_limit": False,
              "telescope": "ZTF"},
@@ -63,4 +75,13 @@ def fill(capture_on_commit) -> dict:
     record = trigger.observation_records.first() if trigger else None
     if record is not None:
         link_observation(event, record)
-    return {"event": event, "best": best, "xss": Target.objects.get(name=XSS), "trigger": trigger, "record": record}
+    from tom_mma.models import TransientEvent
+
+    return {
+        "transients": list(TransientEvent.objects.all()),
+        "event": event,
+        "best": best,
+        "xss": Target.objects.get(name=XSS),
+        "trigger": trigger,
+        "record": record,
+    }

@@ -92,6 +92,10 @@ def test_home_page(driver, site):  # noqa: F811
     alerts = driver.find_element("id", "tom-mma-home-alerts").text
     assert "0.910" in alerts and "0.420" in alerts
     assert "Not listening" in driver.find_element("id", "tom-mma-home-streams").text
+    transients = driver.find_element("id", "tom-mma-home-transients")
+    assert {a.get_attribute("href").split("/gw/")[1] for a in transients.find_elements("tag name", "a")} == {
+        f"transients/{t.pk}/" for t in site["transients"]
+    }
     nav = driver.find_element("css selector", "nav").text
     assert "MMA" in nav and "GW events" in nav and "Streams" in nav
 
@@ -104,6 +108,8 @@ def test_gw_event_pages(driver, site):  # noqa: F811
         "const i = document.querySelector('img[src$=\"skymap.png\"]'); return i.complete ? i.naturalWidth : 0"
     )
     assert width > 800
+    for t in site["transients"]:
+        assert (t.name or t.event_id) in visit(driver, site, f"/gw/transients/{t.pk}/", f"transient-{t.source}")
     if site["record"] is not None:
         from tom_mma.display import status_of
 

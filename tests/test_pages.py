@@ -139,6 +139,12 @@ def test_mma_home_page_at_a_glance(admin_client, filled):
     assert "0.910" in alerts and f'<a href="/gw/{EVENT}/">{EVENT}</a>' in alerts
     requests = page[page.index('id="tom-mma-home-requests"') :]
     assert f">{status_of(filled['record']).label}</span>" in requests[: requests.index("</ul>")]
+    transients = page[page.index('id="tom-mma-home-transients"') :]
+    transients = transients[: transients.index("</table>")]
+    assert len(filled["transients"]) == 2
+    for t in filled["transients"]:
+        assert f'href="/gw/transients/{t.pk}/"' in transients and t.source in transients
+    assert "Gamma rays" in transients and "Neutrinos" in transients
     streams = page[page.index('id="tom-mma-home-streams"') :]
     assert "Not listening" in streams[:2000] and "/streams/health/" in streams[:2000]
     assert XSS not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
