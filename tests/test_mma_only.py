@@ -28,6 +28,13 @@ from tom_mma.models import GWEvent
 meta = Metadata(topic="igwn.gwalert", partition=0, offset=0, timestamp=0, key=None, headers=[], _raw=None)
 igwn_gwalert_handler(AvroBlob.load_file("tests/data/lvk/MS181101ab-preliminary.avro"), meta)
 derived_alert_handler(alert_dict(kilonova_score=0.2), None)
+from django.contrib.auth.models import User
+from django.test import Client
+client = Client()
+client.force_login(User.objects.create_superuser("admin", "admin@example.org", "pw"))
+home = client.get("/mma/")
+assert home.status_code == 200 and b"Multi-messenger overview" in home.content, home.status_code
+assert b"MS181101ab" in home.content and b'id="tom-mma-home-streams"' not in home.content  # no broker panel
 print(json.dumps({"events": list(GWEvent.objects.values_list("superevent_id", flat=True)),
                   "targets": list(Target.objects.values_list("name", flat=True)),
                   "modules": sorted(m for m in sys.modules if m.startswith("tom_mma_broker"))}))
@@ -42,6 +49,7 @@ def test_tom_mma_alone_checks_migrates_and_handles_alerts(tmp_path):
         TOM_MMA_ONLY_DB=str(tmp_path / "db.sqlite3"),
         TOM_MMA_TEST_TMP=str(tmp_path),
         TOM_MMA_TEST_CHILD="",
+        DJANGO_ALLOWED_HOSTS="testserver",  # the script's test client
     )
     env.pop("TEST_DATABASE_URL", None)
     check = subprocess.run(

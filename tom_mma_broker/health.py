@@ -111,8 +111,12 @@ def consumer_lag(consumer: Any, timeout: float = 5.0) -> dict[str, int | None]:
     """
     from confluent_kafka import KafkaException
 
-    assignment = consumer.assignment()
     lags: dict[str, int | None] = {}
+    try:
+        assignment = consumer.assignment()
+    except KafkaException:
+        logger.debug("no assignment for the lag", exc_info=True)
+        return lags
     if not assignment:
         return lags
     try:

@@ -21,6 +21,7 @@ Put ``tom_mma_broker.streams.ReliableHopskotchAlertStream`` where tom-alertstrea
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -326,8 +327,9 @@ class ReliableHopskotchAlertStream(AlertStream):
             return True
         finally:
             prefetch.halt()
-            if not self._broker_error:
-                self._heartbeat(kafka)  # the lag as this stream leaves it (its commits are synchronous)
+            if sys.exc_info()[0] is None and not self._broker_error:
+                # a clean return (not an error on its way out): the lag as this stream leaves it
+                self._heartbeat(kafka)
 
     def _heartbeat(self, kafka: Any) -> None:
         """Note in the topics' health that this stream reads them, with their consumer lag."""
