@@ -15,10 +15,11 @@ ARTEFACTS = Path(__file__).parent / "artefacts" / "browser"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WIDTH, HEIGHT = 1366, 900  # a laptop screen: no page may scroll sideways at this width
-#: hosts tomtoolkit 3.1's own templates load scripts and styles from (Alpine.js in tom_common/base.html, Aladin
-#: Lite and JS9 on the target page): the test machine is offline, so the browser is told to block them, and
-#: their failures are the only console errors allowed. tom-mma's pages load nothing from outside the TOM.
-TOMTOOLKIT_CDNS = ("cdn.jsdelivr.net", "aladin.u-strasbg.fr", "aladin.cds.unistra.fr", "cdn.lco.global")
+#: hosts tomtoolkit 3.1's own templates load from (Alpine.js in tom_common/base.html, Aladin Lite and JS9 on the
+#: target page, plotly's world map on the observation list): the test machine is offline, so the browser is told
+#: to block them, and their failures (and the errors that name them) are the only console errors allowed.
+#: tom-mma's pages load nothing from outside the TOM.
+TOMTOOLKIT_CDNS = ("cdn.jsdelivr.net", "aladin.u-strasbg.fr", "aladin.cds.unistra.fr", "cdn.lco.global", "cdn.plot.ly")
 
 
 @pytest.fixture(scope="session")

@@ -131,6 +131,15 @@ def test_target_page_with_the_score_plot_and_photometry(driver, site):  # noqa: 
     assert severe_console_entries(driver) == []
 
 
+def test_observation_pages_use_the_one_status_vocabulary(driver, site):  # noqa: F811
+    from tom_mma.display import status_of
+
+    record = site["record"]
+    label = status_of(record).label
+    assert label in visit(driver, site, "/observations/list/", "observation-list")
+    assert f"Status: {label}" in visit(driver, site, f"/observations/{record.pk}/", "observation")
+
+
 def test_markup_in_a_name_is_text_on_its_target_page(driver, site):  # noqa: F811
     text = visit(driver, site, f"/targets/{site['xss'].pk}/", "target-xss")
     assert XSS in text

@@ -61,6 +61,10 @@ def test_one_status_vocabulary_for_a_request_everywhere(admin_client, filled):
     observations = target_page[target_page.index("<th>Observation ID</th>") :]
     assert f">{label}</span>" in observations[: observations.index("</table>")]
     assert ">Submitted<" not in target_page.replace(f">{label}<", "") or label == "Submitted"
+    # tomtoolkit's observation list and detail pages (the example TOM's copies)
+    for url in ("/observations/list/", f"/observations/{record.pk}/"):
+        page = admin_client.get(url).content.decode()
+        assert f">{label}</span>" in page and f"> {record.status}<" not in page, url
     gw_page = admin_client.get(f"/gw/{EVENT}/").content.decode()
     requests = gw_page[gw_page.index("<h4>Observation requests</h4>") :]
     assert f">{label}</span>" in requests and ">Active<" not in requests
