@@ -189,3 +189,12 @@ def test_stream_health_service_and_page(admin_client):
 def test_stream_health_page_needs_a_login(client):
     response = client.get("/streams/health/")
     assert response.status_code == 302 and "login" in response["Location"]
+
+
+@pytest.mark.parametrize("value", [0, -1.0, "30", None, True])
+def test_heartbeat_setting_is_checked(settings, value):
+    from tom_mma_broker.checks import check_health_heartbeat
+
+    assert check_health_heartbeat() == []
+    settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "HEALTH_HEARTBEAT_S": value}
+    assert [m.id for m in check_health_heartbeat()] == ["tom_mma_broker.E040"]
