@@ -155,6 +155,15 @@ def test_stream_health_page(driver, site):  # noqa: F811
 def test_archive_and_quarantine_in_the_admin(driver, site):  # noqa: F811
     text = visit(driver, site, "/admin/tom_mma_broker/archivedalert/", "archive-list")
     assert EVENT in text and XSS in text and "file replay as t.gw" in text and "[None]@None" not in text
+    # the received time is shown whole, not clipped by the list's scrolling box
+    clipped = driver.execute_script(
+        "const box = document.querySelector('#changelist .results').getBoundingClientRect();"
+        "return [...document.querySelectorAll('td.field-received_at, th.column-received_at')]"
+        ".filter(c => c.getBoundingClientRect().right > box.right + 1).length"
+    )
+    assert clipped == 0
+    for cell in driver.find_elements("css selector", "td.field-received_at"):
+        assert len(cell.text) == len("2026-12-03 09:01:20")
     text = visit(driver, site, f"/admin/tom_mma_broker/quarantinedalert/{site['quarantined'].pk}/change/",
                  "quarantine-detail")  # fmt: skip
     pre = driver.find_element("css selector", "pre").text

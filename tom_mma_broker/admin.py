@@ -34,7 +34,8 @@ class QuarantineInline(admin.StackedInline):
 
 @admin.register(ArchivedAlert)
 class ArchivedAlertAdmin(admin.ModelAdmin):
-    list_display = ("id", "subject", "topic", "origin", "format", "size", "status", "received_at")
+    # the received time second: with the admin's sidebar and filters, the last columns scroll out of view
+    list_display = ("id", "received_at", "subject", "topic", "origin", "status", "size")
     list_filter = ("status", "format", "topic")
     search_fields = ("key", "topic")
     date_hierarchy = "received"
