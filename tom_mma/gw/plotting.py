@@ -17,12 +17,14 @@ from matplotlib.figure import Figure
 
 from .skymaps import MultiOrderSkyMap
 
-__all__ = ["PlotCandidate", "skymap_figure", "skymap_png", "zoom_grid"]
+__all__ = ["PLOT_VERSION", "PlotCandidate", "interpolated", "skymap_figure", "skymap_png", "zoom_grid"]
 
+#: changes when the picture does, so that cached pictures of an older drawing are not served
+PLOT_VERSION = 2
 _CMAP = "cividis"
 _LEVELS = (0.5, 0.9)
 _LABELLED = 12  # candidates named in the zoom panel (the most probable ones)
-_ZOOM_MIN, _ZOOM_MAX = 120, 900  # samples per axis of the zoom
+_ZOOM_MIN, _ZOOM_MAX = 120, 600  # samples per axis of the zoom
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,32 @@ def _zoom_box(skymap: MultiOrderSkyMap) -> tuple[float, float, float, float]:
     cos_dec = max(math.cos(math.radians((dec_lo + dec_hi) / 2)), 0.1)
     half_width = min(max(np.abs(dra).max() + pad / cos_dec, (dec_hi - dec_lo) / 2 / cos_dec), 180.0)
     return ra0, half_width, dec_lo, dec_hi
+
+
+def interpolated(skymap: MultiOrderSkyMap, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probability density and credible level at each position, interpolated between pixel centres.
+
+    Bilinear interpolation (astropy-healpix's weights of the four nearest pixel centres) at the order of the
+    pixel that holds the position: a coarse pixel of a multi-order map blends into its neighbours instead of
+    showing as a flat block, and a fine one keeps its detail.
+    """
+    import astropy.units as u
+    import astropy_healpix as ah
+
+    ra = np.asarray(ra, dtype=float)
+    dec = np.asarray(dec, dtype=float)
+    orders = skymap.order[skymap.locate(ra, dec)]
+    density = np.empty(ra.shape)
+    level = np.empty(ra.shape)
+    for order in np.unique(orders):
+        sel = orders == order
+        nside = ah.level_to_nside(int(order))
+        index, weights = ah.bilinear_interpolation_weights(ra[sel] * u.deg, dec[sel] * u.deg, nside, order="nested")
+        lon, lat = ah.healpix_to_lonlat(index.ravel(), nside, order="nested")
+        at = skymap.rank(lon.deg, lat.deg)
+        density[sel] = (at.probdensity.reshape(index.shape) * weights).sum(axis=0)
+        level[sel] = (at.credible_level.reshape(index.shape) * weights).sum(axis=0)
+    return density, level
 
 
 def zoom_grid(skymap: MultiOrderSkyMap, half_width: float, dec_lo: float, dec_hi: float) -> tuple[int, int]:
@@ -168,18 +196,19 @@ def skymap_figure(
     sky.set_title("whole sky (RA increases to the left)", fontsize=10)
 
     # zoom on the 90% region, RA as an offset from the most probable RA so that it never wraps; sampled at the
-    # map's own resolution there and shaded smoothly between samples (no blocks of nearest-neighbour pixels)
+    # map's own resolution there, interpolated between pixel centres and shaded smoothly between samples (no
+    # blocks of nearest-neighbour pixels)
     ra0, half, dec_lo, dec_hi = _zoom_box(skymap)
     nx, ny = zoom_grid(skymap, half, dec_lo, dec_hi)
     zx = np.linspace(-half, half, nx)
     zy = np.linspace(dec_lo, dec_hi, ny)
     zx_grid, zy_grid = np.meshgrid(zx, zy)
-    zr = skymap.rank(((ra0 + zx_grid) % 360.0).ravel(), zy_grid.ravel())
-    zoom.pcolormesh(zx, zy, zr.probdensity.reshape(zy_grid.shape), cmap=_CMAP, shading="gouraud", rasterized=True)
+    z_density, z_level = interpolated(skymap, ((ra0 + zx_grid) % 360.0).ravel(), zy_grid.ravel())
+    zoom.pcolormesh(zx, zy, z_density.reshape(zy_grid.shape), cmap=_CMAP, shading="gouraud", rasterized=True)
     contours = zoom.contour(
         zx,
         zy,
-        zr.credible_level.reshape(zy_grid.shape),
+        z_level.reshape(zy_grid.shape),
         levels=_LEVELS,
         colors=["white", "white"],
         linewidths=[1.5, 1.0],
