@@ -186,9 +186,14 @@ def test_stream_health_service_and_page(admin_client):
     assert "poison message 9" in page
 
 
-def test_stream_health_page_needs_a_login(client):
+def test_stream_health_page_and_panel_need_a_login(client):
     response = client.get("/streams/health/")
     assert response.status_code == 302 and "login" in response["Location"]
+    from tom_mma_broker.health import record_stream_error
+
+    record_stream_error(["t.secret"], "KafkaError: broker at 10.0.0.7 down")
+    home = client.get("/mma/").content.decode()
+    assert "Log in to see the streams" in home and "t.secret" not in home and "10.0.0.7" not in home
 
 
 @pytest.mark.parametrize("value", [0, -1.0, "30", None, True])

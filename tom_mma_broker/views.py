@@ -22,5 +22,11 @@ class StreamHealthView(LoginRequiredMixin, TemplateView):
 
 
 def home_panel_context(context) -> dict:
-    """Context of the MMA home page's stream health panel (``mma_home_panels`` of the app config)."""
+    """Context of the MMA home page's stream health panel (``mma_home_panels`` of the app config).
+
+    The streams' health (topics, errors) only for a logged-in user, as on the stream health page.
+    """
+    request = context.get("request")
+    if request is None or not request.user.is_authenticated:
+        return {"health": None}
     return {"health": stream_health()}
