@@ -108,12 +108,13 @@ def test_gw_event_pages(driver, site):  # noqa: F811
         "const i = document.querySelector('img[src$=\"skymap.png\"]'); return i.complete ? i.naturalWidth : 0"
     )
     assert width > 800
+    # values to their precision: areas to 0.1 deg², positions to 1e-5 deg, levels to 0.001
+    assert "50%: 8.9 deg² · 90%: 31.0 deg²" in text and "194.30420" in text and "0.262" in text
     for t in site["transients"]:
         assert (t.name or t.event_id) in visit(driver, site, f"/gw/transients/{t.pk}/", f"transient-{t.source}")
-    if site["record"] is not None:
-        from tom_mma.display import status_of
+    from tom_mma.display import status_of
 
-        assert status_of(site["record"]).label in text
+    assert site["record"] is not None and status_of(site["record"]).label in text
 
 
 def test_target_page_with_the_score_plot_and_photometry(driver, site):  # noqa: F811
