@@ -30,9 +30,14 @@ igwn_gwalert_handler(AvroBlob.load_file("tests/data/lvk/MS181101ab-preliminary.a
 derived_alert_handler(alert_dict(kilonova_score=0.2), None)
 from django.contrib.auth.models import User
 from django.test import Client
-client = Client(SERVER_NAME="localhost")
+client = Client()
 client.force_login(User.objects.create_user("reader"))
 api = {path: client.get(path, HTTP_ACCEPT="application/json") for path in ("/api/mma/gw-events/", "/api/mma/schema/")}
+admin_client = Client()
+admin_client.force_login(User.objects.create_superuser("admin", "admin@example.org", "pw"))
+home = admin_client.get("/mma/")
+assert home.status_code == 200 and b"Multi-messenger overview" in home.content, home.status_code
+assert b"MS181101ab" in home.content and b'id="tom-mma-home-streams"' not in home.content  # no broker panel
 print(json.dumps({"events": list(GWEvent.objects.values_list("superevent_id", flat=True)),
                   "api": [api["/api/mma/gw-events/"].json()["count"], sorted(api["/api/mma/schema/"].json()["paths"])],
                   "targets": list(Target.objects.values_list("name", flat=True)),
@@ -48,6 +53,7 @@ def test_tom_mma_alone_checks_migrates_and_handles_alerts(tmp_path):
         TOM_MMA_ONLY_DB=str(tmp_path / "db.sqlite3"),
         TOM_MMA_TEST_TMP=str(tmp_path),
         TOM_MMA_TEST_CHILD="",
+        DJANGO_ALLOWED_HOSTS="testserver",  # the script's test client
     )
     env.pop("TEST_DATABASE_URL", None)
     check = subprocess.run(

@@ -24,14 +24,17 @@ class TomMmaConfig(AppConfig):
         routes.register()  # the REST API on the TOM's shared router (tomtoolkit mounts it at api/)
 
     def include_url_paths(self) -> list:
-        """Tomtoolkit integration: the GW event pages under ``/gw/``."""
+        """Tomtoolkit integration: the MMA home page under ``/mma/``, the GW event pages under ``/gw/``."""
         from django.urls import include, path
 
-        return [path("gw/", include("tom_mma.gw.urls"))]
+        return [path("mma/", include("tom_mma.urls")), path("gw/", include("tom_mma.gw.urls"))]
 
     def nav_items(self) -> list[dict]:
-        """Tomtoolkit integration: a navbar link to the GW events."""
-        return [{"partial": "tom_mma/gw/partials/navbar_link.html"}]
+        """Tomtoolkit integration: navbar links to the MMA home page and the GW events."""
+        return [
+            {"partial": "tom_mma/partials/navbar_home.html", "position": "left"},
+            {"partial": "tom_mma/gw/partials/navbar_link.html", "position": "left"},
+        ]
 
     def target_detail_tabs(self) -> list[dict]:
         """Tomtoolkit integration: the kilonova score history on the target page."""

@@ -20,6 +20,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from tom_dataproducts.models import PhotometryReducedDatum
 
+from tom_mma.lightcurve import LightCurvePoint, ScorePoint, cached_lightcurve_svg, svg_data_uri
 from tom_mma.models import DerivedAlertRecord, ObservationTrigger
 from tom_mma.rules import evaluate_rules
 from tom_mma.schemas.derived_alert import AlertPoint, DerivedAlert
@@ -31,6 +32,9 @@ __all__ = [
     "ingest_derived_alert",
     "add_photometry",
     "mjd_to_datetime",
+    "ScoreRow",
+    "gw_event_urls",
+    "lightcurve_points",
     "score_history",
     "score_history_context",
 ]
@@ -262,11 +266,59 @@ def score_history(target: Any) -> list[DerivedAlertRecord]:
     )
 
 
+@dataclass(frozen=True)
+class ScoreRow:
+    """A row of the score history table: the record, and the URL of its GW event's page (``""`` if none)."""
+
+    record: DerivedAlertRecord
+    gw_event_url: str
+
+
+def gw_event_urls(names: set[str]) -> dict[str, str]:
+    """The page URL of each of these superevents that the TOM has (a TOM without the GW pages: none)."""
+    from django.urls import NoReverseMatch, reverse
+
+    from tom_mma.models import GWEvent
+
+    urls = {}
+    for name in GWEvent.objects.filter(superevent_id__in=names).values_list("superevent_id", flat=True):
+        try:
+            urls[name] = reverse("tom_mma_gw:event-detail", args=[name])
+        except NoReverseMatch:  # a TOM that does not include the GW pages
+            break
+    return urls
+
+
+def lightcurve_points(target: Any) -> list[LightCurvePoint]:
+    """The Target's photometry (``PhotometryReducedDatum`` with a brightness or a limit), oldest first."""
+    points = []
+    data = PhotometryReducedDatum.objects.filter(target=target).order_by("timestamp")
+    for datum in data:
+        magnitude = datum.brightness if datum.brightness is not None else datum.limit
+        if magnitude is None:
+            continue
+        mjd = (datum.timestamp - _MJD_EPOCH).total_seconds() / 86400.0
+        points.append(LightCurvePoint(mjd, datum.bandpass or "?", magnitude, datum.brightness_error,
+                                      datum.brightness is None))  # fmt: skip
+    return points
+
+
 def score_history_context(context: Mapping[str, Any]) -> dict[str, Any]:
-    """Context of the target page's "Kilonova score" tab (an AppConfig ``target_detail_tabs`` entry)."""
+    """Context of the target page's "Kilonova score" tab (an AppConfig ``target_detail_tabs`` entry).
+
+    The light curve with the score over time as an SVG data URI (``plot``), the history's rows with a link to
+    each GW event (``rows``), and the rules' requests (``triggers``).
+    """
     target = context["object"]
+    history = score_history(target)
+    urls = gw_event_urls({r.gw_event for r in history if r.gw_event})
+    scores = [ScorePoint(r.latest_point_mjd, r.kilonova_score, r.retracted) for r in history]
     return {
         "target": target,
-        "score_history": score_history(target),
-        "triggers": ObservationTrigger.objects.filter(target=target).prefetch_related("observation_records"),
+        "score_history": history,
+        "rows": [ScoreRow(r, urls.get(r.gw_event, "")) for r in history],
+        "plot": svg_data_uri(cached_lightcurve_svg(lightcurve_points(target), scores)),
+        "triggers": ObservationTrigger.objects.filter(target=target).prefetch_related(
+            "observation_records__gw_event_links"
+        ),
     }

@@ -20,3 +20,22 @@ class TomMmaBrokerConfig(AppConfig):
 
         receivers.connect()
         routes.register()  # the REST API on the TOM's shared router (tomtoolkit mounts it at api/)
+
+    def include_url_paths(self) -> list:
+        """Tomtoolkit integration: the stream health page under ``/streams/``."""
+        from django.urls import include, path
+
+        return [path("streams/", include("tom_mma_broker.urls"))]
+
+    def nav_items(self) -> list[dict]:
+        """Tomtoolkit integration: a navbar link to the stream health page."""
+        return [{"partial": "tom_mma_broker/partials/navbar_link.html", "position": "left"}]
+
+    def mma_home_panels(self) -> list[dict]:
+        """tom_mma integration: the streams' health on the MMA home page (:func:`tom_mma.home.home_panels`)."""
+        return [
+            {
+                "partial": "tom_mma_broker/partials/home_panel.html",
+                "context": "tom_mma_broker.views.home_panel_context",
+            }
+        ]

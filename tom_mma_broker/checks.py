@@ -113,3 +113,18 @@ def check_classifier_artifact(app_configs=None, **kwargs) -> list[checks.CheckMe
         "and set TOM_MMA_BROKER['CLASSIFIER_ARTIFACT'] to the .skops file it prints."
     )
     return [checks.Error(message, hint=hint, id="tom_mma_broker.E005")]
+
+
+@checks.register()
+def check_health_heartbeat(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """tom_mma_broker.E040: ``HEALTH_HEARTBEAT_S`` is a positive number of seconds."""
+    value = broker_settings.HEALTH_HEARTBEAT_S
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return [
+            checks.Error(
+                f"TOM_MMA_BROKER['HEALTH_HEARTBEAT_S'] must be a positive number of seconds, not {value!r}",
+                hint="How often a reading stream notes its heartbeat and lag (default 30.0).",
+                id="tom_mma_broker.E040",
+            )
+        ]
+    return []

@@ -31,6 +31,9 @@ DEFAULTS = {
     # librdkafka settings for the reliable stream's consumer, over tom-mma's own (streams.CONSUMER_TUNING),
     # e.g. {"fetch.max.bytes": 104857600}. Offsets and commits are the stream's: leave enable.* alone.
     "CONSUMER_CONFIG": {},
+    # Stream health: a reading stream notes that it is listening and each topic's consumer lag this often
+    # (seconds); the health page says the TOM is not listening when no note is newer than three of these.
+    "HEALTH_HEARTBEAT_S": 30.0,
     # --- the kilonova pipeline ---
     # Kafka for publishing derived alerts: "embedded" or kafka://host:port; credentials (from the
     # environment) for SCRAM, none for a local broker.

@@ -49,9 +49,21 @@ class ArchivedAlert(models.Model):
         indexes = [models.Index(fields=["topic", "partition", "offset"], name="tmb_alert_tpo")]
 
     def __str__(self) -> str:
-        if self.partition is None or self.offset is None:  # replayed from a file: no Kafka position
-            return f"{self.topic} #{self.pk} replayed ({self.format}, {self.status})"
-        return f"{self.topic}[{self.partition}]@{self.offset} ({self.format}, {self.status})"
+        return f"{self.origin} ({self.format}, {self.status})"
+
+    @property
+    def origin(self) -> str:
+        """Where the message came from (``topic[partition]@offset``, or the replay that stored it)."""
+        from .subjects import origin_of
+
+        return origin_of(self.key, self.topic, self.partition, self.offset)
+
+    @property
+    def subject(self) -> str:
+        """The superevent, candidate or event the message is about (``""`` if it names none)."""
+        from .subjects import subject_of
+
+        return subject_of(self.content)
 
 
 class QuarantinedAlert(models.Model):
@@ -87,6 +99,12 @@ class TopicHealth(models.Model):
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     updated = models.DateTimeField(auto_now=True)
+    # written by a reading stream every HEALTH_HEARTBEAT_S (tom_mma_broker.health.record_heartbeat)
+    listening_at = models.DateTimeField(null=True, blank=True, help_text="when a stream last said it reads it")
+    consumer_group = models.CharField(max_length=255, blank=True, help_text="the group of that stream")
+    consumer_lag = models.BigIntegerField(
+        null=True, blank=True, help_text="messages on the broker not yet committed by the group, at listening_at"
+    )
 
     class Meta:
         ordering = ["topic"]

@@ -21,6 +21,7 @@ Put ``tom_mma_broker.streams.ReliableHopskotchAlertStream`` where tom-alertstrea
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -37,6 +38,7 @@ from tom_mma import deferred
 from .conf import broker_settings
 from .consumer import Backoff, Prefetcher, confluent_consumer, open_consumer
 from .embedded import EmbeddedBrokerError
+from .health import consumer_lag, record_heartbeat
 from .ingest import HandlerMap, Ingestor, IngestResult, Outcome, record_stream_error
 from .kafka import check_broker_url, hop_auth, resolve_broker_url
 
@@ -291,11 +293,15 @@ class ReliableHopskotchAlertStream(AlertStream):
         kafka = confluent_consumer(consumer)
         prefetch = Prefetcher(kafka, broker_settings.BATCH_SIZE, broker_settings.BATCH_TIMEOUT_S, self.ignore_test)
         prefetch.start()
+        last_beat = None
         try:
             last_message = last_check = time.monotonic()
             while not self._stop.is_set():
                 if self._broker_error:
                     raise BrokerLost(self._broker_error)
+                if last_beat is None or time.monotonic() - last_beat > broker_settings.HEALTH_HEARTBEAT_S:
+                    last_beat = time.monotonic()
+                    self._heartbeat(kafka)
                 if (self._missing_topics or self.handler_map.has_wildcards()) and (
                     time.monotonic() - last_check > self.TOPIC_RECHECK_S
                 ):
@@ -321,6 +327,17 @@ class ReliableHopskotchAlertStream(AlertStream):
             return True
         finally:
             prefetch.halt()
+            if sys.exc_info()[0] is None and not self._broker_error:
+                # a clean return (not an error on its way out): the lag as this stream leaves it
+                self._heartbeat(kafka)
+
+    def _heartbeat(self, kafka: Any) -> None:
+        """Note in the topics' health that this stream reads them, with their consumer lag."""
+        try:
+            lags = consumer_lag(kafka, timeout=2.0)
+        except RuntimeError:  # a consumer closed under us: the heartbeat says listening, without lags
+            lags = {}
+        record_heartbeat(self._reading, self.group_id, lags)
 
     @staticmethod
     def _commit(consumer: Any, messages: list[Any]) -> None:

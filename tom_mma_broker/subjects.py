@@ -1,4 +1,4 @@
-"""What an archived message is about: its superevent, candidate or event id, read from its decoded content.
+"""What an archived message is about (its superevent, candidate or event id) and where it came from.
 
 One best-effort reader for every format the archive keeps, for the admin's subject column and the API, and
 one search of the archive by such an id (:func:`search_archive`).
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["search_archive", "subject_of"]
+__all__ = ["origin_of", "search_archive", "subject_of"]
 
 # first key found wins: LVK notices, tom-mma photometry, then the usual names of GCN, SNEWS, ZTF and Rubin ids
 _KEYS = ("superevent_id", "object_name", "event_name", "objectId", "diaObjectId", "name", "id")
@@ -77,3 +77,22 @@ def search_archive(queryset: Any, term: str) -> Any:
     return queryset.filter(
         Q(key__icontains=term) | Q(topic__icontains=term) | IContains(Cast("content", output_field=TextField()), term)
     )
+
+
+def origin_of(key: str, topic: str, partition: int | None, offset: int | None) -> str:
+    """Where a message came from: ``topic[partition]@offset`` off Kafka, else how it was replayed.
+
+    Examples
+    --------
+    >>> origin_of("kafka:gw/0/12", "gw", 0, 12)
+    'gw[0]@12'
+    >>> origin_of("sha256:gw/ab12", "gw", None, None)
+    'file replay as gw'
+    >>> origin_of("id:0b5e", "gw", None, None)
+    'replay as gw (hop id)'
+    """
+    if partition is not None and offset is not None:
+        return f"{topic}[{partition}]@{offset}"
+    if key.startswith("sha256:"):
+        return f"file replay as {topic}"
+    return f"replay as {topic} (hop id)"

@@ -18,7 +18,7 @@ from tom_targets.permissions import targets_for_user
 
 from tom_mma.models import EventObservation, EventSkyMap, GWEvent
 
-from .plotting import PlotCandidate, skymap_png
+from .plotting import PLOT_VERSION, PlotCandidate, skymap_png
 from .ranking import candidates as ranked_candidates
 from .skymap_store import load_skymap
 
@@ -105,7 +105,7 @@ class EventSkyMapView(View):
             .filter(skymap=version)
             .values_list("target__name", "target__ra", "target__dec", "credible_level")[:_CANDIDATES_SHOWN]
         )
-        key = hashlib.sha256(repr((version.sha256, rows)).encode()).hexdigest()
+        key = hashlib.sha256(repr((version.sha256, rows, PLOT_VERSION)).encode()).hexdigest()
         png = cache.get(f"tom_mma:gw:plot:{key}")
         if png is None:
             candidates = [PlotCandidate(name, ra, dec, level) for name, ra, dec, level in rows]
