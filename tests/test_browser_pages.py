@@ -169,3 +169,26 @@ def test_archive_and_quarantine_in_the_admin(driver, site):  # noqa: F811
                  "quarantine-detail")  # fmt: skip
     pre = next(p.text for p in driver.find_elements("css selector", "pre") if "Traceback" in p.text)
     assert "poison message 1" in pre and "\n    " in pre
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/mma/gw-events/",
+        f"/api/mma/gw-events/{EVENT}/candidates/",
+        "/api/mma/derived-alerts/",
+        "/api/mma/transients/",
+        "/api/mma-broker/archive/",
+        "/api/mma-broker/quarantine/",
+        "/api/mma-broker/candidates/",
+    ],
+)
+def test_the_api_in_the_browser(driver, site, path):  # noqa: F811
+    """The REST API's own pages (DRF's browsable API): the data, the candidate's markup as text, no errors."""
+    name = "api" + path.replace("/api", "").replace("/", "-").rstrip("-")
+    text = visit(driver, site, path, name)
+    assert '"count"' in text or '"results"' in text or '"next"' in text, name
+    if "gw-events" in path or "derived" in path:
+        assert EVENT in text
+    if path.endswith(("derived-alerts/", f"{EVENT}/candidates/")):
+        assert XSS in text  # shown as the text it is, inside the JSON
