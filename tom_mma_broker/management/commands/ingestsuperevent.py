@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from tom_mma.handlers.lvk import gcn_igwn_gwalert_handler, igwn_gwalert_handler
-from tom_mma.management.base import ExampleCommand
+from tom_mma.management.base import ExampleCommand, progress
 from tom_mma_broker.gracedb import GraceDBError, backfill_superevent
 from tom_mma_broker.ingest import Outcome
 
@@ -41,8 +41,9 @@ class Command(ExampleCommand):
     def handle(self, *args, **options):
         counts: Counter = Counter()
         try:
-            for notice, result in backfill_superevent(options["superevent_id"], lvk_notice_handler, options["url"],
-                                                      timeout=options["timeout"]):  # fmt: skip
+            notices = backfill_superevent(options["superevent_id"], lvk_notice_handler, options["url"],
+                                          timeout=options["timeout"])  # fmt: skip
+            for notice, result in progress(notices, None, f"backfilling {options['superevent_id']}"):
                 counts[result.outcome] += 1
                 line = f"{result.outcome.value:<11} {notice.name} ({notice.alert_type or '?'} {notice.time_created})"
                 if result.outcome is Outcome.QUARANTINED:
