@@ -15,7 +15,14 @@ from rest_framework.renderers import JSONOpenAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.viewsets import ReadOnlyModelViewSet, ViewSet
 
-__all__ = ["MmaPagination", "MmaReadOnlyViewSet", "ModelViewPermission", "OpenAPISchemaViewSet", "shared_router"]
+__all__ = [
+    "MmaPagination",
+    "MmaReadOnlyViewSet",
+    "ModelViewPermission",
+    "OpenAPISchemaViewSet",
+    "register_routes",
+    "shared_router",
+]
 
 # the routers of tom-mma's apps (each registers on the shared one too): the endpoints the schema describes
 _routers: list = []
@@ -31,6 +38,24 @@ def shared_router() -> Any:
     router = SharedAPIRootRouter()
     _routers.append(router)
     return router
+
+
+_registered: set[str] = set()
+
+
+def register_routes(app: str, routes: list[tuple[str, Any, str]]) -> bool:
+    """Register an app's ``(prefix, viewset, basename)`` routes on the shared router, once per process.
+
+    ``ready()`` may run more than once (tests, ``override_settings``): a second call registers nothing and
+    returns False.
+    """
+    if app in _registered:
+        return False
+    _registered.add(app)
+    router = shared_router()
+    for prefix, viewset, basename in routes:
+        router.register(prefix, viewset, basename)
+    return True
 
 
 class MmaPagination(LimitOffsetPagination):
