@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import uuid
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 
 from tom_mma.targets import cone_filter
 
@@ -14,7 +15,7 @@ from .conf import broker_settings
 from .models import Candidate, CandidatePoint
 from .schemas.photometry import PhotometryMessage
 
-__all__ = ["find_candidate", "ingest_point"]
+__all__ = ["find_candidate", "ingest_point", "ingest_points"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +26,17 @@ def find_candidate(name: str, aliases: tuple[str, ...], ra: float, dec: float) -
     by_name = Candidate.objects.filter(name__in=names).first()
     if by_name is not None:
         return by_name
-    for candidate in Candidate.objects.filter(dec__gte=dec - 1, dec__lte=dec + 1).only("aliases", "ra", "dec"):
-        if set(candidate.aliases) & set(names):
-            return candidate
+    if connection.features.supports_json_field_contains:  # PostgreSQL: jsonb containment, in the server
+        query = Q()
+        for n in names:
+            query |= Q(aliases__contains=[n])
+        by_alias = Candidate.objects.filter(query).first()
+        if by_alias is not None:
+            return by_alias
+    else:  # SQLite has no JSON containment: the candidates near the position, their aliases read here
+        for candidate in Candidate.objects.filter(dec__gte=dec - 1, dec__lte=dec + 1).only("aliases", "ra", "dec"):
+            if set(candidate.aliases) & set(names):
+                return candidate
     radius = broker_settings.CANDIDATE_MERGE_RADIUS_ARCSEC / 3600.0
     nearest = cone_filter(Candidate.objects.all(), ra, dec, radius)
     return nearest[0][0] if nearest else None
@@ -73,3 +82,44 @@ def ingest_point(point: PhotometryMessage, message_id: uuid.UUID | None = None) 
     logger.debug("point %s of %s stored (message %s)", point.point_id, candidate.name, message_id)
     signals.candidate_points_added.send(sender=Candidate, candidate_pk=candidate.pk)
     return candidate, True
+
+
+def ingest_points(points: list[PhotometryMessage], message_id: uuid.UUID | None = None) -> list[Candidate]:
+    """Store many points at once (an optical alert's history): one look-up per object, one insert for all.
+
+    The same result as :func:`ingest_point` for each point (each stored once, keyed on ``point_id``; the
+    points of an object under one candidate), with one ``candidate_points_added`` signal per candidate that
+    got new points.
+
+    Returns
+    -------
+    list of Candidate
+        The candidates that got new points.
+    """
+    if not points:
+        return []
+    known = set(
+        CandidatePoint.objects.filter(point_id__in=[p.point_id for p in points]).values_list("point_id", flat=True)
+    )
+    by_object: dict[str, list[PhotometryMessage]] = {}
+    for point in points:
+        if point.point_id not in known:
+            known.add(point.point_id)  # a point twice in the same call is stored once
+            by_object.setdefault(point.object_name, []).append(point)
+    touched = []
+    for group in by_object.values():
+        candidate = _candidate_for(group[0])
+        rows = [
+            CandidatePoint(
+                candidate=candidate, point_id=p.point_id, message_id=message_id, mjd=p.mjd, band=p.band,
+                magnitude=p.magnitude, magnitude_error=p.magnitude_error, upper_limit=p.upper_limit,
+                system=p.system, telescope=p.telescope or "", instrument=p.instrument or "", source=p.source,
+            )
+            for p in group
+        ]  # fmt: skip
+        # a concurrent writer's copy of a point is skipped by the unique point_id
+        CandidatePoint.objects.bulk_create(rows, ignore_conflicts=True)
+        logger.debug("%d points of %s stored (message %s)", len(rows), candidate.name, message_id)
+        signals.candidate_points_added.send(sender=Candidate, candidate_pk=candidate.pk)
+        touched.append(candidate)
+    return touched

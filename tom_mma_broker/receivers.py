@@ -81,12 +81,11 @@ def on_optical_photometry_added(sender: Any, target: Any, points: list[dict], **
     """New optical photometry of a Target: store it under the broker's candidate (classified once, on commit)."""
     from django.db import transaction
 
-    from .candidates import ingest_point
+    from .candidates import ingest_points
     from .schemas.photometry import PhotometryMessage
 
     with transaction.atomic():
-        for fields in points:
-            ingest_point(PhotometryMessage.create(**fields))  # sends candidate_points_added
+        ingest_points([PhotometryMessage.create(**fields) for fields in points])  # sends candidate_points_added
 
 
 def connect() -> None:
