@@ -181,3 +181,13 @@ def test_concurrent_creation_makes_one_target():
     assert sum(created for _, created in results) == 1
     assert Target.objects.count() == 1
     assert Target.objects.get().aliases.count() == 3
+
+
+@pytest.mark.django_db
+def test_the_targets_declination_is_indexed_for_cone_searches():
+    """tom-mma's migration 0007 indexes tomtoolkit's Target declination (the cone search's band)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "tom_targets_basetarget")
+    assert constraints["tom_mma_target_dec"]["columns"] == ["dec"] and constraints["tom_mma_target_dec"]["index"]
