@@ -175,19 +175,25 @@ def test_archive_and_quarantine_in_the_admin(driver, site):  # noqa: F811
     "path",
     [
         "/api/mma/gw-events/",
+        f"/api/mma/gw-events/{EVENT}/",
         f"/api/mma/gw-events/{EVENT}/candidates/",
+        "/api/mma/gw-notices/",
+        "/api/mma/gw-candidates/",
         "/api/mma/derived-alerts/",
+        "/api/mma/triggers/",
         "/api/mma/transients/",
+        "/api/mma/links/",
         "/api/mma-broker/archive/",
         "/api/mma-broker/quarantine/",
         "/api/mma-broker/candidates/",
+        "/api/mma-broker/classifications/",
     ],
 )
 def test_the_api_in_the_browser(driver, site, path):  # noqa: F811
     """The REST API's own pages (DRF's browsable API): the data, the candidate's markup as text, no errors."""
     name = "api" + path.replace("/api", "").replace("/", "-").rstrip("-")
     text = visit(driver, site, path, name)
-    assert '"count"' in text or '"results"' in text or '"next"' in text, name
+    assert '"count"' in text or '"results"' in text or '"next"' in text or '"superevent_id"' in text, name
     if "gw-events" in path or "derived" in path:
         assert EVENT in text
     if path.endswith(("derived-alerts/", f"{EVENT}/candidates/")):
