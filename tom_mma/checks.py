@@ -7,6 +7,8 @@
 - ``tom_mma.E062``: an OIDC backend is enabled but ``mozilla_django_oidc.urls`` is not included.
 - ``tom_mma.E063``: an ``OIDC_*`` key of ``TOM_MMA`` has the wrong type.
 - ``tom_mma.E070``: background work would be lost: no Celery broker and eager mode off.
+- ``tom_mma.E120``, ``E121``: ``MAX_INFLATED_BYTES`` or ``MAX_CUTOUT_BYTES`` is not a positive integer
+  (``checks_limits``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from django.utils.module_loading import import_string
 
 from . import (
     checks_derived,  # noqa: F401  (registers the derived-alert checks)
+    checks_limits,  # noqa: F401  (registers the decompression limit's check)
     checks_optical,  # noqa: F401  (registers the optical-alert checks)
 )
 from .conf import mma_settings

@@ -31,6 +31,10 @@ DEFAULTS = {
     # librdkafka settings for the reliable stream's consumer, over tom-mma's own (streams.CONSUMER_TUNING),
     # e.g. {"fetch.max.bytes": 104857600}. Offsets and commits are the stream's: leave enable.* alone.
     "CONSUMER_CONFIG": {},
+    # A message larger than this (bytes) is not decoded nor handled: it is archived with its first 4 KiB only and
+    # quarantined (stage "size"). 16 MiB is far above an LVK notice with its sky map (a few MB) and a ZTF or
+    # Rubin alert with its cutouts (under 100 KB). Checked by tom_mma_broker.E030.
+    "MAX_MESSAGE_BYTES": 16 * 1024 * 1024,
     # --- the kilonova pipeline ---
     # Kafka for publishing derived alerts: "embedded" or kafka://host:port; credentials (from the
     # environment) for SCRAM, none for a local broker.
