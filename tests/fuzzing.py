@@ -18,7 +18,7 @@ from collections.abc import Callable
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-__all__ = ["EXAMPLES", "fuzz", "mutated", "gzip_bomb", "deflate_bomb", "json_values", "assert_clean"]
+__all__ = ["schema_strategy", "EXAMPLES", "fuzz", "mutated", "gzip_bomb", "deflate_bomb", "json_values", "assert_clean"]
 
 EXAMPLES = int(os.environ.get("TOM_MMA_FUZZ_EXAMPLES", "200"))
 _SEED = os.environ.get("TOM_MMA_FUZZ_SEED")
@@ -185,3 +185,66 @@ def avro_container(blocks: list[tuple[int, bytes]], codec: str = "deflate", sche
 def avro_deflate_bomb() -> bytes:
     """An Avro container whose one deflate block inflates to 1 GiB (about 1 MB of file)."""
     return avro_container([(1, deflate_bomb())])
+
+
+class _LegacyMany:
+    """The ``many.more()``/``reject()`` interface of hypothesis' internals before 6.16x, which hypothesis-jsonschema
+    0.23.1 (the latest) still calls in ``from_object_schema``: without it every object schema fails to draw
+    (``AttributeError: 'many' object has no attribute 'more'``). Same decisions as the old class."""
+
+    def __init__(self, data, min_size: int, max_size: float, average_size: float) -> None:
+        from hypothesis.internal.conjecture.utils import _calc_p_continue
+
+        self.data, self.min_size, self.max_size = data, min_size, max_size
+        self.p_continue = _calc_p_continue(average_size - min_size, max_size - min_size)
+        self.count = self.rejections = 0
+        self.force_stop = False
+
+    def more(self) -> bool:
+        if self.min_size == self.max_size:
+            go = self.count < self.min_size
+        else:
+            forced = None
+            if self.force_stop or self.count >= self.max_size:
+                forced = False
+            elif self.count < self.min_size:
+                forced = True
+            go = self.data.draw_boolean(self.p_continue, forced=forced)
+        if go:
+            self.count += 1
+        return go
+
+    def reject(self, why: str | None = None) -> None:
+        self.count -= 1
+        self.rejections += 1
+        if self.rejections > max(3, 2 * self.count):
+            if self.count < self.min_size:
+                self.data.mark_invalid(why)
+            self.force_stop = True
+
+
+def schema_strategy(schema: dict) -> st.SearchStrategy:
+    """``hypothesis_jsonschema.from_schema(schema)``, working with the installed hypothesis (:class:`_LegacyMany`)."""
+    import types
+
+    from hypothesis.internal.conjecture import utils as cu
+    from hypothesis_jsonschema import _from_schema, from_schema
+
+    if not hasattr(cu.many, "more") and not isinstance(_from_schema.cu, types.SimpleNamespace):
+        _from_schema.cu = types.SimpleNamespace(**{**vars(cu), "many": _LegacyMany})
+    utc = st.datetimes(timezones=st.just(__import__("datetime").UTC))
+    formats = {
+        # formats hypothesis-jsonschema does not generate (uuid), or generates with any offset where the readers
+        # take UTC only (date-time, renamed: a standard format cannot be overridden without a warning)
+        "uuid": st.uuids().map(str),
+        "utc-date-time": utc.map(lambda t: t.isoformat().replace("+00:00", "Z")),
+    }
+    return from_schema(_utc_times(schema), custom_formats=formats)
+
+
+def _utc_times(node):
+    if isinstance(node, dict):
+        return {k: ("utc-date-time" if k == "format" and v == "date-time" else _utc_times(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_utc_times(v) for v in node]
+    return node

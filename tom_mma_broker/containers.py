@@ -43,10 +43,16 @@ def split_container(payload: bytes) -> list[bytes]:
     if header["magic"] != AVRO_MAGIC:
         raise DecodeError("not an Avro container file: bad magic bytes")
     meta = header["meta"]
-    codec = meta.get("avro.codec", b"null").decode()
+    codec = bytes(meta.get("avro.codec", b"null")).decode("utf-8", "replace")
     if codec not in ("null", "deflate"):
         return [payload]
-    schema = _parsed_schema(bytes(meta["avro.schema"]))
+    schema_bytes = meta.get("avro.schema")
+    if not schema_bytes:
+        raise DecodeError("Avro container file without a schema")
+    try:
+        schema = _parsed_schema(bytes(schema_bytes))
+    except Exception as exc:  # fastavro raises KeyError, SchemaParseException, ... for a bad schema
+        raise DecodeError(f"invalid Avro schema: {type(exc).__name__}: {exc}") from exc
     sync = header["sync"]
     records: list[bytes] = []
     budget = max_inflated_bytes()

@@ -161,7 +161,7 @@ def read_avro_container(payload: bytes) -> tuple[list[dict], dict]:
     if header["magic"] != AVRO_MAGIC:
         raise DecodeError("not an Avro container file: bad magic bytes")
     meta = header["meta"]
-    codec = meta.get("avro.codec", b"null").decode()
+    codec = bytes(meta.get("avro.codec", b"null")).decode("utf-8", "replace")  # a mutated name is not UTF-8
     schema_bytes = meta.get("avro.schema")
     if not schema_bytes:
         raise DecodeError("Avro container file without a schema")
@@ -177,7 +177,7 @@ def read_avro_container(payload: bytes) -> tuple[list[dict], dict]:
     try:
         schema = _parsed_schema(bytes(schema_bytes))
     except Exception as exc:
-        raise DecodeError(f"invalid Avro schema: {exc}") from exc
+        raise DecodeError(f"invalid Avro schema: {type(exc).__name__}: {exc}") from exc
     sync = header["sync"]
     records: list[dict] = []
     end = len(payload)

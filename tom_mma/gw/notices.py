@@ -276,7 +276,7 @@ def _validate_record(record: Mapping[str, Any]) -> None:
     if not isinstance(record, Mapping):
         raise NoticeError(f"a notice is a record (dict), not {type(record).__name__}")
     alert_type = record.get("alert_type")
-    if alert_type not in AlertType.__members__:
+    if not isinstance(alert_type, str) or alert_type not in AlertType.__members__:  # a list is unhashable
         raise NoticeError(_short(f"unknown alert type {alert_type!r}"))
     event, coinc = record.get("event"), record.get("external_coinc")
     top = dict(record, event=None, external_coinc=None)
