@@ -15,7 +15,7 @@ import os
 import zlib
 from collections.abc import Callable
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 
 __all__ = ["schema_strategy", "EXAMPLES", "fuzz", "mutated", "gzip_bomb", "deflate_bomb", "json_values", "assert_clean"]
@@ -24,9 +24,10 @@ EXAMPLES = int(os.environ.get("TOM_MMA_FUZZ_EXAMPLES", "200"))
 _SEED = os.environ.get("TOM_MMA_FUZZ_SEED")
 
 
-def fuzz(share: float = 1.0) -> settings:
-    """Hypothesis settings of a fuzz test: ``share`` of :data:`EXAMPLES` examples, deterministic, no deadline."""
-    return settings(
+def fuzz(share: float = 1.0) -> Callable:
+    """Decorator (over ``@given``) of a fuzz test: ``share`` of :data:`EXAMPLES` examples, deterministic (or seeded
+    with ``TOM_MMA_FUZZ_SEED``), no deadline, no example database."""
+    configured = settings(
         max_examples=max(10, int(EXAMPLES * share)),
         derandomize=_SEED is None,
         deadline=None,
@@ -40,6 +41,12 @@ def fuzz(share: float = 1.0) -> settings:
             HealthCheck.function_scoped_fixture,
         ],
     )
+
+    def decorate(test: Callable) -> Callable:
+        test = configured(test)
+        return seed(int(_SEED))(test) if _SEED is not None else test
+
+    return decorate
 
 
 # values that make parsers trip: varint edges, lengths, NUL, 0xff...

@@ -124,8 +124,16 @@ def _transient(payload, source=None):
     return run
 
 
+def _lvk_nu_with_pval(pval) -> dict:
+    content = json.loads((GCN / "icecube" / "lvk_nu_track_search.example.json").read_text())
+    content["coincident_events"][1]["event_pval_generic"] = pval
+    return content
+
+
 @fuzz(1.0)
 @given(st.one_of(*(mutated_json(s) for s in gcn_samples()), json_values()))
+@example(_lvk_nu_with_pval("0.01"))  # was TypeError: '<' not supported between instances of 'str' and 'float'
+@example(_lvk_nu_with_pval([]))
 def test_gcn_notices(content):
     assert_clean(_transient(content), (TransientNoticeError,))
 
