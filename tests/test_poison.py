@@ -350,3 +350,44 @@ def test_an_oversized_message_is_not_handled_again(limits):
     assert calls == []
     q = QuarantinedAlert.objects.get()
     assert q.stage == "size" and "only the first 4096 were archived" in q.reason
+
+
+# -- the same through the real stream: the embedded Kafka broker, the reliable stream, the database ----------
+@pytest.mark.kafka
+@pytest.mark.django_db(transaction=True)
+def test_poison_through_the_kafka_stream_is_quarantined_and_the_stream_goes_on(kafka_broker, topic, settings):
+    import uuid as uuid_module
+
+    from tests.conftest import stream_config
+    from tests.test_reliability_stream import publish_raw, run_stream
+    from tests.testapp.models import HandledMessage
+    from tom_mma_broker.embedded import create_topics
+    from tom_mma_broker.models import ArchivedAlert, QuarantinedAlert
+
+    settings.TOM_MMA = {**settings.TOM_MMA, "MAX_INFLATED_BYTES": 8 * MiB}
+    settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "MAX_MESSAGE_BYTES": 64 * 1024}
+    optical = f"{topic}.ztf"
+    create_topics(kafka_broker.bootstrap, [optical])
+    config = stream_config(topic)
+    config["OPTIONS"]["TOPIC_HANDLERS"][optical] = "tom_mma.handlers.optical.ztf_handler"
+
+    good = [json.dumps({"seq": i}).encode() for i in range(200)]
+    ids = publish_raw(kafka_broker, topic, good[:100])
+    poison = publish_raw(kafka_broker, topic, [b'{"seq": ', json.dumps({"seq": -1, "pad": "x" * 100_000}).encode()])
+    ids += publish_raw(kafka_broker, topic, good[100:])
+    small_bomb = gzip_bomb(64 * MiB)  # about 64 KB: under MAX_MESSAGE_BYTES, inflates past MAX_INFLATED_BYTES
+    poison += publish_raw(kafka_broker, optical, [small_bomb], fmt="blob")
+
+    stats = run_stream(config, max_messages=203)
+
+    assert stats["handled"] == 200 and stats["quarantined"] == 3, stats
+    assert sorted(HandledMessage.objects.values_list("seq", flat=True)) == list(range(200))
+    as_uuids = {uuid_module.UUID(str(i)) for i in ids}
+    handled = set(ArchivedAlert.objects.filter(status="handled").values_list("message_id", flat=True))
+    assert handled == as_uuids
+    reasons = {q.alert.message_id: (q.stage, q.reason) for q in QuarantinedAlert.objects.select_related("alert")}
+    assert set(reasons) == {uuid_module.UUID(str(i)) for i in poison}
+    stages = sorted(stage for stage, _ in reasons.values())
+    assert stages == ["decode", "handle", "size"], reasons
+    assert any("inflates beyond 8388608 bytes" in reason for _, reason in reasons.values())
+    assert any("above TOM_MMA_BROKER['MAX_MESSAGE_BYTES'] = 65536" in reason for _, reason in reasons.values())
