@@ -391,3 +391,20 @@ def test_poison_through_the_kafka_stream_is_quarantined_and_the_stream_goes_on(k
     assert stages == ["decode", "handle", "size"], reasons
     assert any("inflates beyond 8388608 bytes" in reason for _, reason in reasons.values())
     assert any("above TOM_MMA_BROKER['MAX_MESSAGE_BYTES'] = 65536" in reason for _, reason in reasons.values())
+
+
+def test_an_xml_entity_bomb_is_refused_with_bounded_memory():
+    """A VOEvent that is a "billion laughs" (entities within entities, 10**9 'lol' expanded): hop's VOEvent
+    reader disables entities, so it is refused at once, having expanded nothing."""
+    from tom_mma_broker.formats import DecodeError, decode
+
+    entities = b"".join(b'<!ENTITY lol%d "%s">' % (i + 1, (b"&lol%d;" % i if i else b"&lol;") * 10) for i in range(9))
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">' + entities + b"]>"
+        b'<voe:VOEvent xmlns:voe="http://www.ivoa.net/xml/VOEvent/v2.0">&lol9;</voe:VOEvent>'
+    )
+    with pytest.raises(DecodeError):  # the first call imports the reader (its allocations are not the bomb's)
+        decode("voevent", bomb)
+    outcome, peak = peak_of(lambda: decode("voevent", bomb))
+    assert isinstance(outcome, DecodeError) and "entities are disabled" in str(outcome)
+    assert peak < 4 * MiB  # 10**9 expanded 'lol's would be 3 GB
