@@ -154,16 +154,20 @@ def gzip_bomb(inflated: int = 1 << 30, prefix: bytes = b"") -> bytes:
     return b"".join([*parts, engine.flush()])
 
 
-def assert_clean(call: Callable[[], object], allowed: tuple[type[BaseException], ...]) -> object:
+def assert_clean(
+    call: Callable[[], object], allowed: tuple[type[BaseException], ...], permanent: bool = True
+) -> object:
     """Run ``call``: it returns, or raises one of ``allowed`` with a reason; any other exception fails the test.
 
-    The allowed errors must say why (a non-empty message), and must be ``permanent`` when the ingest path would
-    otherwise retry them (every parser's documented error is).
+    The error must say why (a non-empty message) and, when ``permanent`` (a handler's parser), have a truthy
+    ``permanent`` attribute, so that the ingest path quarantines the message at the first attempt instead of
+    retrying it. The archive's decoder passes ``permanent=False``: a ``DecodeError`` is quarantined at once anyway.
     """
     try:
         return call()
     except allowed as exc:
         assert str(exc).strip(), f"{type(exc).__name__} without a reason"
+        assert not permanent or getattr(exc, "permanent", False), f"{type(exc).__name__} is not permanent: {exc}"
         return exc
 
 
