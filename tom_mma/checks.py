@@ -4,6 +4,8 @@
 - ``tom_mma.E040``-``E045``: the derived-alert flow (``checks_derived``).
 - ``tom_mma.E060``-``E069``: the OIDC login (``checks_oidc``).
 - ``tom_mma.E070``: background work would be lost: no Celery broker and eager mode off.
+- ``tom_mma.E120``, ``E121``: ``MAX_INFLATED_BYTES`` or ``MAX_CUTOUT_BYTES`` is not a positive integer
+  (``checks_limits``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from django.core import checks
 
 from . import (
     checks_derived,  # noqa: F401  (registers the derived-alert checks)
+    checks_limits,  # noqa: F401  (registers the decompression limit's check)
     checks_oidc,  # noqa: F401  (registers the OIDC login checks)
     checks_optical,  # noqa: F401  (registers the optical-alert checks)
 )

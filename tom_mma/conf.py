@@ -94,6 +94,15 @@ DEFAULTS: dict = {
     "OPTICAL_REQUIRE_CUTOUTS": False,
     "RUBIN_SCHEMA_VERSION": "latest",
     "OPTICAL_GW_WINDOW_DAYS": 14.0,
+    # The most bytes any compressed part of a message may inflate to (gzipped packets, cutouts and sky maps, Avro
+    # deflate blocks; tom_mma.inflate): past it the message is quarantined, having cost at most this much memory
+    # plus 1 MiB. 512 MiB holds a flat nside-1024 sky map with its distance layers (403 MB); LVK's multi-order
+    # maps are a few MB. Checked by tom_mma.E120.
+    "MAX_INFLATED_BYTES": 512 * 1024 * 1024,
+    # The most bytes an optical alert's image cutout may have, inflated when gzipped (a ZTF stamp is about 20 KB,
+    # a Rubin cutout a few hundred KB): cutouts are kept as FITS files that the TOM opens later. Checked by
+    # tom_mma.E121.
+    "MAX_CUTOUT_BYTES": 16 * 1024 * 1024,
 }
 
 mma_settings = AppSettings("TOM_MMA", DEFAULTS)

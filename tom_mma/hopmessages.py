@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "BASE64_PREFIX",
     "EmptyMessage",
+    "NotJSON",
     "decode_headers",
     "encode_headers",
     "header_value",
@@ -88,6 +89,12 @@ def metadata_headers(metadata: Any) -> list[tuple[str, Any]]:
     return list(headers or ())
 
 
+class NotJSON(ValueError):
+    """A message whose payload is not JSON where JSON was expected (permanent: trying again cannot help)."""
+
+    permanent = True
+
+
 class EmptyMessage(ValueError):
     """A Kafka message with no value: nothing to handle, and trying again cannot help."""
 
@@ -139,7 +146,7 @@ def json_payload(message: Any, what: str = "message") -> Any:
     >>> json_payload(b"{", "photometry")
     Traceback (most recent call last):
     ...
-    ValueError: photometry: the message is not JSON (...)
+    tom_mma.hopmessages.NotJSON: photometry: the message is not JSON (...)
     """
     content = payload(message)
     if isinstance(content, Mapping):  # decoded by hop already
@@ -148,8 +155,10 @@ def json_payload(message: Any, what: str = "message") -> Any:
         try:
             return json.loads(content)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{what}: the message is not JSON ({exc})")
-    raise ValueError(f"{what}: cannot read a message of type {type(content).__name__}")
+            raise NotJSON(f"{what}: the message is not JSON ({exc})") from None
+        except RecursionError:  # nested deeper than Python's recursion limit
+            raise NotJSON(f"{what}: the message is not JSON (nested too deeply)") from None
+    raise NotJSON(f"{what}: cannot read a message of type {type(content).__name__}")
 
 
 def encode_headers(headers: Headers, clean: Any = str) -> list[list[str]]:

@@ -75,6 +75,21 @@ def check_batching(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 
 
 @checks.register()
+def check_message_size(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """tom_mma_broker.E030: ``MAX_MESSAGE_BYTES`` is a positive integer (bytes)."""
+    value = broker_settings.MAX_MESSAGE_BYTES
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return [
+            checks.Error(
+                f"TOM_MMA_BROKER['MAX_MESSAGE_BYTES'] must be a positive integer (bytes), not {value!r}",
+                hint="The default, 16 * 1024 * 1024, is far above any alert's size; see docs/reliable-stream.md.",
+                id="tom_mma_broker.E030",
+            )
+        ]
+    return []
+
+
+@checks.register()
 def check_publishing(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """tom_mma_broker.E003/E004: publishing needs a topic, a broker, and credentials for a remote broker."""
     from urllib.parse import urlparse

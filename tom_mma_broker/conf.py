@@ -34,6 +34,10 @@ DEFAULTS = {
     # Stream health: a reading stream notes that it is listening and each topic's consumer lag this often
     # (seconds); the health page says the TOM is not listening when no note is newer than three of these.
     "HEALTH_HEARTBEAT_S": 30.0,
+    # A message larger than this (bytes) is not decoded nor handled: it is archived with its first 4 KiB only and
+    # quarantined (stage "size"). 16 MiB is far above an LVK notice with its sky map (a few MB) and a ZTF or
+    # Rubin alert with its cutouts (under 100 KB). Checked by tom_mma_broker.E030.
+    "MAX_MESSAGE_BYTES": 16 * 1024 * 1024,
     # --- the kilonova pipeline ---
     # Kafka for publishing derived alerts: "embedded" or kafka://host:port; credentials (from the
     # environment) for SCRAM, none for a local broker.

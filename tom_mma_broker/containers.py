@@ -7,11 +7,12 @@ records' bytes are copied, not decoded and encoded again.
 
 from __future__ import annotations
 
-import gzip
 import io
-import zlib
 
 import fastavro
+
+from tom_mma.inflate import GZIP_MAGIC, inflate_raw, max_inflated_bytes
+from tom_mma.inflate import gunzip as gunzip_bounded
 
 from .formats import _HEADER_SCHEMA, AVRO_MAGIC, DecodeError, _parsed_schema
 
@@ -19,13 +20,11 @@ __all__ = ["split_container", "gunzip"]
 
 
 def gunzip(payload: bytes) -> bytes:
-    """The content of gzipped bytes (other bytes unchanged); ``DecodeError`` when the gzip is corrupt."""
-    if payload[:2] != b"\x1f\x8b":
+    """The content of gzipped bytes (other bytes unchanged); ``DecodeError`` when corrupt or too big inflated."""
+    if payload[:2] != GZIP_MAGIC:
         return payload
-    try:
-        return gzip.decompress(payload)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DecodeError(f"corrupt gzip file: {exc}") from exc
+    # in chunks, refused past TOM_MMA['MAX_INFLATED_BYTES'] (a decompression bomb costs at most that much)
+    return gunzip_bounded(payload, what="gzip file", error=DecodeError)
 
 
 def split_container(payload: bytes) -> list[bytes]:
@@ -44,12 +43,19 @@ def split_container(payload: bytes) -> list[bytes]:
     if header["magic"] != AVRO_MAGIC:
         raise DecodeError("not an Avro container file: bad magic bytes")
     meta = header["meta"]
-    codec = meta.get("avro.codec", b"null").decode()
+    codec = bytes(meta.get("avro.codec", b"null")).decode("utf-8", "replace")
     if codec not in ("null", "deflate"):
         return [payload]
-    schema = _parsed_schema(bytes(meta["avro.schema"]))
+    schema_bytes = meta.get("avro.schema")
+    if not schema_bytes:
+        raise DecodeError("Avro container file without a schema")
+    try:
+        schema = _parsed_schema(bytes(schema_bytes))
+    except Exception as exc:  # fastavro raises KeyError, SchemaParseException, ... for a bad schema
+        raise DecodeError(f"invalid Avro schema: {type(exc).__name__}: {exc}") from exc
     sync = header["sync"]
     records: list[bytes] = []
+    budget = max_inflated_bytes()
     try:
         while buf.tell() < len(payload):
             count = fastavro.schemaless_reader(buf, "long", None)
@@ -57,7 +63,12 @@ def split_container(payload: bytes) -> list[bytes]:
             block = buf.read(size)
             if len(block) != size or buf.read(16) != sync:
                 raise DecodeError("truncated or corrupt Avro block")
-            data = zlib.decompress(block, -15) if codec == "deflate" else block
+            data = (
+                inflate_raw(block, limit=budget, what="Avro deflate block", error=DecodeError)
+                if codec == "deflate"
+                else block
+            )
+            budget -= len(data)
             view = io.BytesIO(data)
             for _ in range(count):
                 start = view.tell()

@@ -21,6 +21,7 @@ from django.utils.module_loading import import_string
 
 from tom_mma.hopmessages import decode_headers, message_id
 
+from .conf import broker_settings
 from .formats import DecodeError, decode, detect_format
 from .models import ArchivedAlert
 
@@ -29,7 +30,9 @@ __all__ = [
     "HandlerMap",
     "IngestResult",
     "KEY_MAX_LENGTH",
+    "OVERSIZED_KEPT_BYTES",
     "Outcome",
+    "OversizedMessage",
     "TOPIC_MAX_LENGTH",
     "configured_handlers",
     "kafka_time",
@@ -37,6 +40,14 @@ __all__ = [
 ]
 
 Handler = Callable[[Any, Any], Any]
+
+#: how much of an oversized message the archive keeps (for a person to see what it was)
+OVERSIZED_KEPT_BYTES = 4096
+
+
+class OversizedMessage(DecodeError):
+    """A message larger than ``TOM_MMA_BROKER['MAX_MESSAGE_BYTES']``: archived truncated and quarantined."""
+
 
 KEY_MAX_LENGTH = ArchivedAlert._meta.get_field("key").max_length
 TOPIC_MAX_LENGTH = ArchivedAlert._meta.get_field("topic").max_length
@@ -79,13 +90,28 @@ class Envelope:
         """The payload's format (hop's ``_format`` header, else sniffed)."""
         return detect_format(self.headers, self.payload)[:16]
 
+    @property
+    def oversized(self) -> bool:
+        """Whether the payload is larger than ``TOM_MMA_BROKER['MAX_MESSAGE_BYTES']`` (it is then never decoded)."""
+        return len(self.payload) > broker_settings.MAX_MESSAGE_BYTES
+
     def decoded(self) -> Any:
-        """The decoded payload (decoded once; a :class:`DecodeError` is remembered and raised again)."""
+        """The decoded payload (decoded once; a :class:`DecodeError` is remembered and raised again).
+
+        An oversized payload (:attr:`oversized`) is not decoded at all: :class:`OversizedMessage`.
+        """
         if self._decoded is None:
-            try:
-                self._decoded = decode(self.format, self.payload)
-            except DecodeError as exc:
-                self._decoded = exc
+            if self.oversized:
+                limit = broker_settings.MAX_MESSAGE_BYTES
+                self._decoded = OversizedMessage(
+                    f"oversized message: {len(self.payload)} bytes, above TOM_MMA_BROKER['MAX_MESSAGE_BYTES'] = "
+                    f"{limit}: not decoded; its first {OVERSIZED_KEPT_BYTES} bytes are archived"
+                )
+            else:
+                try:
+                    self._decoded = decode(self.format, self.payload)
+                except DecodeError as exc:
+                    self._decoded = exc
         if isinstance(self._decoded, DecodeError):
             raise self._decoded
         return self._decoded

@@ -21,7 +21,6 @@ import io
 import json
 import math
 import re
-import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -32,6 +31,7 @@ import orjson
 from django.core.serializers.json import DjangoJSONEncoder
 
 from tom_mma.hopmessages import header_value
+from tom_mma.inflate import check_avro_container, inflate_raw, max_inflated_bytes
 
 __all__ = [
     "DecodeError",
@@ -161,12 +161,14 @@ def read_avro_container(payload: bytes) -> tuple[list[dict], dict]:
     if header["magic"] != AVRO_MAGIC:
         raise DecodeError("not an Avro container file: bad magic bytes")
     meta = header["meta"]
-    codec = meta.get("avro.codec", b"null").decode()
+    codec = bytes(meta.get("avro.codec", b"null")).decode("utf-8", "replace")  # a mutated name is not UTF-8
     schema_bytes = meta.get("avro.schema")
     if not schema_bytes:
         raise DecodeError("Avro container file without a schema")
     if codec not in ("null", "deflate"):
-        # rarer codecs (snappy, zstandard...): let fastavro do all of it
+        # rarer codecs (bzip2, xz): let fastavro do all of it, once their inflated size is known to be bounded
+        # (snappy and zstandard are refused: their decoders cannot stop at a size)
+        check_avro_container(payload, what="Avro file", error=DecodeError)
         try:
             reader = fastavro.reader(io.BytesIO(payload))
             return list(reader), reader.writer_schema
@@ -175,10 +177,11 @@ def read_avro_container(payload: bytes) -> tuple[list[dict], dict]:
     try:
         schema = _parsed_schema(bytes(schema_bytes))
     except Exception as exc:
-        raise DecodeError(f"invalid Avro schema: {exc}") from exc
+        raise DecodeError(f"invalid Avro schema: {type(exc).__name__}: {exc}") from exc
     sync = header["sync"]
     records: list[dict] = []
     end = len(payload)
+    budget = max_inflated_bytes()  # for all the blocks of the file together
     try:
         while buf.tell() < end:
             count = fastavro.schemaless_reader(buf, "long", None)
@@ -188,7 +191,10 @@ def read_avro_container(payload: bytes) -> tuple[list[dict], dict]:
                 raise DecodeError("truncated Avro block")
             if buf.read(16) != sync:
                 raise DecodeError("Avro sync marker mismatch (corrupt or truncated file)")
-            data = io.BytesIO(zlib.decompress(block, -15) if codec == "deflate" else block)
+            if codec == "deflate":  # in chunks, refused past the budget (a decompression bomb)
+                block = inflate_raw(block, limit=budget, what="Avro deflate block", error=DecodeError)
+                budget -= len(block)
+            data = io.BytesIO(block)
             for _ in range(count):
                 records.append(fastavro.schemaless_reader(data, schema, None))
     except DecodeError:

@@ -22,6 +22,7 @@ def photometry_handler(alert: Any, metadata: Any) -> None:
     signal, :mod:`tom_mma_broker.receivers`): the points of one candidate that arrive in one batch are scored
     together.
 
-    Raises ``ValueError`` for a message that is not a valid v1 point (the stream quarantines it).
+    Raises :class:`~tom_mma.schemas.fields.MessageError` (a permanent ``ValueError``) for a message that is not a
+    valid v1 point: the stream quarantines it at once.
     """
     ingest_point(PhotometryMessage.from_dict(json_payload(alert, "photometry")), message_id(metadata_headers(metadata)))

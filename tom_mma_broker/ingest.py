@@ -11,6 +11,9 @@ Guarantees, per batch, in one database transaction:
 * a handler runs inside a savepoint; if it raises, its writes are rolled back and it is tried
   again, up to ``MAX_HANDLER_ATTEMPTS`` in all; then the message is quarantined with the
   reason. A payload that cannot be decoded is quarantined at once;
+* a payload larger than ``MAX_MESSAGE_BYTES`` is not decoded: it is archived with its first 4 KiB only and its
+  true size, and quarantined at once (stage ``size``); compressed parts that inflate beyond
+  ``TOM_MMA['MAX_INFLATED_BYTES']`` are refused by the decoders and parsers (:mod:`tom_mma.inflate`);
 * a handler exception whose class has a truthy ``permanent`` attribute (duck-typed, e.g.
   ``class NoticeError(ValueError): permanent = True``) says that trying again cannot help: the
   message is quarantined at the first attempt;
@@ -50,12 +53,14 @@ from .batchwork import batch_scope, finish_batch
 from .conf import broker_settings
 from .envelope import (
     KEY_MAX_LENGTH,
+    OVERSIZED_KEPT_BYTES,
     TOPIC_MAX_LENGTH,
     Envelope,
     Handler,
     HandlerMap,
     IngestResult,
     Outcome,
+    OversizedMessage,
     kafka_time,
     summarize,
 )
@@ -223,6 +228,9 @@ class Ingestor:
         for i, envelope, row in fresh:
             try:
                 item = envelope.decoded()
+            except OversizedMessage as exc:  # even a test message: its bytes are not kept whole
+                failures[i] = _Quarantine("size", exc, 1)
+                continue
             except DecodeError as exc:
                 if not envelope.test:  # a test message that does not decode is still only a test
                     failures[i] = _Quarantine("decode", exc, 1)
@@ -234,7 +242,7 @@ class Ingestor:
 
         quarantined: list[QuarantinedAlert] = []
         for i, envelope, row in fresh:
-            if envelope.test:
+            if envelope.test and i not in failures:
                 results[i] = IngestResult(envelope, Outcome.TEST)
                 logger.info("test message %s archived; its handler was not run", envelope.describe())
                 continue
@@ -287,7 +295,8 @@ class Ingestor:
             received=now,
             headers=encode_headers(envelope.headers, clean=clean_text),
             format=envelope.format,
-            payload=envelope.payload,
+            # an oversized message is kept as its head only (its size says how big it was)
+            payload=envelope.payload[:OVERSIZED_KEPT_BYTES] if envelope.oversized else envelope.payload,
             size=len(envelope.payload),
             status=status,
         )
@@ -374,7 +383,14 @@ class Ingestor:
             failure: _Quarantine | None = None
             ignored = ""
             try:
+                if len(envelope.payload) < alert.size:  # archived oversized: only its head was kept
+                    raise OversizedMessage(
+                        f"oversized message: {alert.size} bytes, of which only the first {len(envelope.payload)} "
+                        "were archived: it cannot be handled again"
+                    )
                 decoded = envelope.decoded()
+            except OversizedMessage as exc:
+                failure = _Quarantine("size", exc, 1)
             except DecodeError as exc:
                 failure = _Quarantine("decode", exc, 1)
             if failure is None and handler is not None:

@@ -26,8 +26,11 @@ _LAGUERRE = np.polynomial.laguerre.laggauss(32)
 class SkyMapError(ValueError):
     """A sky map that cannot be used: corrupt, truncated, not multi-order, or inconsistent.
 
-    The message says why, so that a quarantined notice carries a readable reason.
+    The message says why, so that a quarantined notice carries a readable reason. ``permanent``: the fault is
+    in the bytes, so the ingest path quarantines at the first attempt (trying again cannot help).
     """
+
+    permanent = True
 
 
 def uniq_to_order_ipix(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,7 @@ import fastavro
 from fastavro.validation import ValidationError, validate
 
 from tom_mma.hopmessages import EmptyMessage, payload
+from tom_mma.inflate import check_avro_container
 
 from .skymaps import MultiOrderSkyMap, SkyMapError, read_multiorder
 
@@ -275,7 +276,7 @@ def _validate_record(record: Mapping[str, Any]) -> None:
     if not isinstance(record, Mapping):
         raise NoticeError(f"a notice is a record (dict), not {type(record).__name__}")
     alert_type = record.get("alert_type")
-    if alert_type not in AlertType.__members__:
+    if not isinstance(alert_type, str) or alert_type not in AlertType.__members__:  # a list is unhashable
         raise NoticeError(_short(f"unknown alert type {alert_type!r}"))
     event, coinc = record.get("event"), record.get("external_coinc")
     top = dict(record, event=None, external_coinc=None)
@@ -456,6 +457,8 @@ def notice_from_message(message: Any, transport: str) -> GWNotice:
     if transport == "avro":
         if isinstance(content, bytes | bytearray):
             # an Avro container without hop's headers reaches the handler as a raw Blob
+            # fastavro inflates each block whole: bound the inflated size first (a decompression bomb)
+            check_avro_container(bytes(content), what="Avro notice", error=NoticeError)
             try:
                 records = list(fastavro.reader(io.BytesIO(bytes(content))))
             except Exception as exc:  # fastavro raises ValueError, EOFError, ... for a corrupt container

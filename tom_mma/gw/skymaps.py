@@ -12,17 +12,16 @@ Ranking a position (what ``ligo.skymap.postprocess.crossmatch`` calls ``probdens
 order ``m``, so the pixel holding a position is found with :func:`numpy.searchsorted` over the sorted range
 starts.
 
-Nothing here touches Django; the functions are pure and the class is immutable.
+Nothing here touches Django but the default inflation limit (read when a call gives none); the functions are
+pure and the class is immutable.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import math
 import warnings
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -33,6 +32,8 @@ import astropy.units as u
 import astropy_healpix as ah
 import numpy as np
 from astropy.io import fits
+
+from tom_mma.inflate import GZIP_MAGIC, gunzip
 
 from .healpix import MAX_ORDER, SQDEG_PER_SR, SkyMapError, conditional_distance_moments, uniq_to_order_ipix
 
@@ -64,8 +65,6 @@ _META_KEYS = (
     "REFERENC",
 )
 _DIST_COLUMNS = ("DISTMU", "DISTSIGMA", "DISTNORM")
-# A gzip-compressed FITS file of a sky map is a few MB; refuse to inflate anything absurd.
-_MAX_INFLATED_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -368,13 +367,15 @@ class MultiOrderSkyMap:
         return Ranking(values[0][j], values[1][j])
 
 
-def read_multiorder(data: bytes) -> MultiOrderSkyMap:
+def read_multiorder(data: bytes, max_inflated_bytes: int | None = None) -> MultiOrderSkyMap:
     """Read a multi-order FITS sky map from bytes (optionally gzip-compressed) and validate it.
 
     Parameters
     ----------
     data : bytes
         The FITS file, as carried by an LVK notice.
+    max_inflated_bytes : int, optional
+        The most a gzip-compressed file may inflate to (default ``TOM_MMA['MAX_INFLATED_BYTES']``).
 
     Returns
     -------
@@ -383,22 +384,17 @@ def read_multiorder(data: bytes) -> MultiOrderSkyMap:
     Raises
     ------
     SkyMapError
-        If the bytes are not a complete FITS file, hold no NUNIQ binary table with ``UNIQ`` and
-        ``PROBDENSITY`` columns, or the table is not a valid full-sky map.
+        If the bytes are not a complete FITS file (or gzip that inflates beyond the limit), hold no NUNIQ
+        binary table with ``UNIQ`` and ``PROBDENSITY`` columns, or the table is not a valid full-sky map.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise SkyMapError(f"a sky map must be bytes, not {type(data).__name__}")
     data = bytes(data)
     digest = hashlib.sha256(data).hexdigest()
     raw = data
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
-                raw = gz.read(_MAX_INFLATED_BYTES + 1)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise SkyMapError(f"corrupt gzip-compressed sky map: {exc}") from exc
-        if len(raw) > _MAX_INFLATED_BYTES:
-            raise SkyMapError("gzip-compressed sky map inflates beyond 512 MB")
+    if raw[:2] == GZIP_MAGIC:
+        # inflated in chunks, refused past the limit: a bomb costs at most the limit (tom_mma.inflate)
+        raw = gunzip(raw, limit=max_inflated_bytes, what="gzip-compressed sky map", error=SkyMapError)
     if len(raw) < 2880 or not raw.startswith(b"SIMPLE  ="):
         raise SkyMapError(f"not a FITS file ({len(raw)} bytes, no SIMPLE card)")
     if len(raw) % 2880:

@@ -5,7 +5,8 @@ In the TOM's ``ALERT_STREAMS``::
     "TOPIC_HANDLERS": {"tom-mma.derived": "tom_mma.handlers.derived.derived_alert_handler"}
 
 The handler parses, then calls one service (:func:`tom_mma.derived.ingest_derived_alert`). Bad input
-raises ``ValueError`` with the reason; the stream retries and quarantines such a message.
+raises :class:`~tom_mma.schemas.fields.MessageError` (a permanent ``ValueError``) with the reason; the stream
+quarantines such a message at once.
 """
 
 from __future__ import annotations

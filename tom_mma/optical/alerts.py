@@ -135,6 +135,26 @@ def _require(record: Mapping, key: str, what: str) -> Any:
     return value
 
 
+def _mapping(record: Mapping, key: str, what: str) -> Mapping:
+    """``record[key]`` when it is a record, ``{}`` when absent or null; a bad alert otherwise (a list, a number)."""
+    value = record.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise AlertFormatError(f"{what}: {key!r} is not a record but {type(value).__name__}")
+    return value
+
+
+def _rows(record: Mapping, key: str, what: str) -> list[Mapping]:
+    """``record[key]`` when it is a list of records, ``[]`` when absent or null; a bad alert otherwise."""
+    value = record.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple) or not all(isinstance(row, Mapping) for row in value):
+        raise AlertFormatError(f"{what}: {key!r} is not a list of records")
+    return list(value)
+
+
 def _position(ra: Any, dec: Any, what: str) -> tuple[float, float]:
     ra_f, dec_f = _num(ra), _num(dec)
     if ra_f is None or dec_f is None or not (-90.0 <= dec_f <= 90.0):
@@ -186,7 +206,7 @@ def _fink_extras(items: Mapping[str, Any]) -> tuple[dict[str, float | None], dic
 def _ztf_band(fid: Any, what: str) -> str:
     try:
         return _ZTF_BANDS[int(fid)]
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # int(inf) overflows
         raise AlertFormatError(f"{what}: unknown ZTF filter id {fid!r}") from None
 
 
@@ -233,18 +253,18 @@ def from_ztf(record: Mapping[str, Any]) -> OpticalAlert:
     first = _ztf_point(candidate, "detection")
     if first is not None:
         points.append(first)
-    for row in record.get("prv_candidates") or ():
+    for row in _rows(record, "prv_candidates", what):
         point = _ztf_point(row, "previous")
         if point is not None:
             points.append(point)
-    for row in record.get("fp_hists") or ():
+    for row in _rows(record, "fp_hists", what):
         point = _ztf_forced(row)
         if point is not None:
             points.append(point)
+    stamps = {kind: _mapping(record, f"cutout{kind.title()}", what) for kind in ("science", "template", "difference")}
     cutouts = _cutouts([
-        (kind, (record.get(f"cutout{kind.title()}") or {}).get("stampData"),
-         (record.get(f"cutout{kind.title()}") or {}).get("fileName") or f"{kind}.fits.gz")
-        for kind in ("science", "template", "difference")
+        (kind, stamp.get("stampData"), str(stamp.get("fileName") or f"{kind}.fits.gz"))
+        for kind, stamp in stamps.items()
     ])  # fmt: skip
     extras = {k: v for k, v in record.items() if k not in _ZTF_CORE and k not in _FINK_BOOKKEEPING}
     scores, crossmatches = _fink_extras(extras)
@@ -261,12 +281,12 @@ def from_ztf(record: Mapping[str, Any]) -> OpticalAlert:
 # -- Rubin -------------------------------------------------------------------------------------------
 def _rubin_band(row: Mapping) -> str | None:
     band = row.get("band") or row.get("filterName")
-    return f"lsst{band}" if band else None
+    return f"lsst{band}" if isinstance(band, str) and band else None
 
 
-def _rubin_points(rows: Any, kind: str) -> list[OpticalPoint]:
+def _rubin_points(rows: list[Mapping], kind: str) -> list[OpticalPoint]:
     points = []
-    for row in rows or ():
+    for row in rows:
         mjd_tai, band = _num(row.get("midpointMjdTai")), _rubin_band(row)
         if mjd_tai is None or band is None:
             continue
@@ -283,12 +303,12 @@ def from_rubin(record: Mapping[str, Any]) -> OpticalAlert:
         raise AlertFormatError("Rubin alert: no 'diaSource' record")
     source_id = source.get("diaSourceId") or record.get("diaSourceId")
     what = f"Rubin alert {source_id}"
-    dia_object = record.get("diaObject") or {}
+    dia_object = _mapping(record, "diaObject", what)
     object_id = dia_object.get("diaObjectId") or source.get("diaObjectId")
     if object_id:
         name = f"LSST-{object_id}"
     else:  # a solar-system source: no diaObject, named by its designation (as fink-client does)
-        designation = (record.get("mpc_orbits") or {}).get("designation") or source.get("ssObjectId")
+        designation = _mapping(record, "mpc_orbits", what).get("designation") or source.get("ssObjectId")
         if not designation:
             raise AlertFormatError(f"{what}: neither a diaObjectId nor a solar-system designation")
         object_id, name = designation, f"LSST-SSO-{designation}"
@@ -299,8 +319,8 @@ def from_rubin(record: Mapping[str, Any]) -> OpticalAlert:
     mjd_tai = _num(source.get("midpointMjdTai"))
     if mjd_tai is None:
         raise AlertFormatError(f"{what}: the diaSource has no time (midpointMjdTai)")
-    points = _rubin_points([source], "detection") + _rubin_points(record.get("prvDiaSources"), "previous")
-    points += _rubin_points(record.get("prvDiaForcedSources"), "forced")
+    points = _rubin_points([source], "detection") + _rubin_points(_rows(record, "prvDiaSources", what), "previous")
+    points += _rubin_points(_rows(record, "prvDiaForcedSources", what), "forced")
     cutouts = _cutouts([
         (kind, record.get(f"cutout{kind.title()}"), f"{source_id}_{kind}.fits")
         for kind in ("science", "template", "difference")
@@ -308,10 +328,10 @@ def from_rubin(record: Mapping[str, Any]) -> OpticalAlert:
     scores: dict[str, float | None] = {}
     crossmatches: dict[str, Any] = {}
     for group in ("clf", "pred"):
-        s, c = _fink_extras(record.get(group) or {})
+        s, c = _fink_extras(_mapping(record, group, what))
         scores.update(s)
         crossmatches.update(c)
-    for key, value in (record.get("xm") or {}).items():
+    for key, value in _mapping(record, "xm", what).items():
         crossmatches[key] = _num(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
     for key in ("tns_type_recomputed",):
         if isinstance(record.get(key), str):

@@ -20,17 +20,17 @@ to quarantine the message at once with the reason (trying again cannot help).
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import re
-import zlib
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import fastavro
+
+from tom_mma.inflate import check_avro_container, gunzip, gunzip_head
 
 __all__ = [
     "AlertFormatError",
@@ -71,14 +71,12 @@ def gunzip_if_needed(payload: bytes) -> bytes:
     Raises
     ------
     AlertFormatError
-        If it is gzipped but corrupt or cut short.
+        If it is gzipped but corrupt, cut short, or inflates beyond ``TOM_MMA['MAX_INFLATED_BYTES']``.
     """
     if payload[:2] != _GZIP_MAGIC:
         return payload
-    try:
-        return gzip.decompress(payload)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise AlertFormatError(f"corrupt gzip file: {exc}") from exc
+    # in chunks, refused past TOM_MMA['MAX_INFLATED_BYTES']: a decompression bomb costs at most that much memory
+    return gunzip(payload, what="gzip file", error=AlertFormatError)
 
 
 def read_container(payload: bytes) -> tuple[list[dict], dict]:
@@ -92,6 +90,8 @@ def read_container(payload: bytes) -> tuple[list[dict], dict]:
     payload = gunzip_if_needed(payload)
     if payload[:4] != AVRO_MAGIC:
         raise AlertFormatError("not an Avro container file (no 'Obj\\x01' magic)")
+    # fastavro inflates each block whole: bound the blocks' inflated size first, in chunks
+    check_avro_container(payload, what="Avro file", error=AlertFormatError)
     try:
         reader = fastavro.reader(io.BytesIO(payload))
         records = list(reader)
@@ -317,15 +317,27 @@ def iter_records(paths: Sequence[str | Path]) -> Iterator[tuple[Path, dict]]:
 
 
 # -- cutouts ---------------------------------------------------------------------------------------
-def check_cutout(data: bytes, what: str) -> None:
-    """Refuse a cutout that is not FITS (plain or gzipped): a corrupt stamp is a bad alert.
+def _cutout_limit() -> int:
+    from django.conf import settings
 
-    Only the first FITS header card is read (at most 80 bytes are decompressed).
+    if not settings.configured:
+        return 16 * 1024 * 1024
+    from tom_mma.conf import mma_settings
+
+    return int(mma_settings.MAX_CUTOUT_BYTES)
+
+
+def check_cutout(data: bytes, what: str, limit: int | None = None) -> None:
+    """Refuse a cutout that is not FITS (plain or gzipped), or larger than ``limit`` bytes (inflated).
+
+    A corrupt stamp is a bad alert; so is one that inflates beyond ``limit`` (default
+    ``TOM_MMA['MAX_CUTOUT_BYTES']``): a gzipped stamp is inflated whole, chunk by chunk with the output thrown
+    away, so a decompression bomb costs one chunk of memory.
 
     Raises
     ------
     AlertFormatError
-        If the bytes are neither FITS nor gzipped FITS.
+        If the bytes are neither FITS nor gzipped FITS, are corrupt gzip, or are too big.
 
     Examples
     --------
@@ -335,11 +347,20 @@ def check_cutout(data: bytes, what: str) -> None:
     ...
     tom_mma.optical.packets.AlertFormatError: corrupt science cutout: not FITS or gzipped FITS
     """
+    limit = _cutout_limit() if limit is None else limit
     head = bytes(data[:80])
     if head[:2] == _GZIP_MAGIC:
-        try:
-            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(bytes(data), 80)
-        except zlib.error as exc:
-            raise AlertFormatError(f"corrupt {what} cutout: {exc}") from exc
+        # all of it is inflated (with one chunk of memory, the output thrown away): a cutout is kept as a FITS
+        # file that the TOM opens later, and a gzip bomb must not get that far
+        head, _ = gunzip_head(
+            data,
+            head=80,
+            limit=limit,
+            what=f"{what} cutout",
+            error=AlertFormatError,
+            setting="TOM_MMA['MAX_CUTOUT_BYTES']",
+        )
+    elif len(data) > limit:
+        raise AlertFormatError(f"{what} cutout: {len(data)} bytes, above TOM_MMA['MAX_CUTOUT_BYTES'] = {limit}")
     if not head.startswith(_FITS_START):
         raise AlertFormatError(f"corrupt {what} cutout: not FITS or gzipped FITS")

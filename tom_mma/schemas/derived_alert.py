@@ -25,7 +25,7 @@ True
 >>> DerivedAlert.from_dict({**alert.to_dict(), "kilonova_score": 1.5})
 Traceback (most recent call last):
 ...
-ValueError: derived alert: kilonova_score must be in [0, 1], not 1.5
+tom_mma.schemas.fields.MessageError: derived alert: kilonova_score must be in [0, 1], not 1.5
 """
 
 from __future__ import annotations

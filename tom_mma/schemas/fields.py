@@ -1,7 +1,9 @@
 """Validation of JSON message fields, shared by tom-mma's versioned schemas.
 
-Every error is a ``ValueError`` whose text starts with the schema's name, so a quarantined message says
-what was wrong with it: ``derived alert: kilonova_score must be a number, not str``.
+Every error is a :class:`MessageError` (a ``ValueError``) whose text starts with the schema's name, so a
+quarantined message says what was wrong with it: ``derived alert: kilonova_score must be a number, not str``.
+It is ``permanent``: the ingest path quarantines the message at the first attempt (a message that does not
+match its schema never will).
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Self
 
-__all__ = ["FieldReader", "JSONMessage"]
+__all__ = ["FieldReader", "JSONMessage", "MessageError"]
+
+
+class MessageError(ValueError):
+    """A JSON message that does not match its schema (permanent: handling it again cannot help)."""
+
+    permanent = True
 
 
 class FieldReader:
@@ -27,15 +35,15 @@ class FieldReader:
     >>> read.float("17.5", "magnitude")
     Traceback (most recent call last):
     ...
-    ValueError: photometry point: magnitude must be a number, not str
+    tom_mma.schemas.fields.MessageError: photometry point: magnitude must be a number, not str
     """
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
 
-    def fail(self, reason: str) -> ValueError:
+    def fail(self, reason: str) -> MessageError:
         """The error to raise for ``reason``."""
-        return ValueError(f"{self.schema}: {reason}")
+        return MessageError(f"{self.schema}: {reason}")
 
     def require(self, data: Mapping[str, Any], key: str, where: str = "") -> Any:
         """``data[key]``, or an error naming the missing field (``where`` prefixes its path)."""

@@ -324,13 +324,16 @@ def _parse_lvk_nu(content: Mapping[str, Any]) -> ParsedNotice:
         raise TransientNoticeError(f"n_events_coincident must be a non-negative integer, not {n!r}")
     position: dict[str, Any] = {}
     best = content.get("most_probable_direction")
+    pvals: list[float] = []
     for i, event in enumerate(events):
         if not isinstance(event, Mapping) or not isinstance(event.get("localization"), Mapping):
             raise TransientNoticeError(f"coincident_events[{i}] has no localization")
         _position(event["localization"], f"coincident_events[{i}].localization.")
+        pval = event.get("event_pval_generic")
+        pvals.append(1.0 if pval is None else _number(pval, f"coincident_events[{i}].event_pval_generic", 0, 1))
     if n and events:
         # the most significant coincident track: its circle, centred where IceCube says most probable
-        first = min(events, key=lambda e: e.get("event_pval_generic") if e.get("event_pval_generic") is not None else 1)
+        first = events[min(range(len(events)), key=pvals.__getitem__)]
         position = _position(first["localization"], "coincident_events.localization.")
         if isinstance(best, Mapping) and best.get("ra") is not None:
             position.update(_position({"ra": best["ra"], "dec": best.get("dec")}, "most_probable_direction."))

@@ -22,7 +22,7 @@ True
 >>> PhotometryMessage.from_dict({**point.to_dict(), "system": "ST"})
 Traceback (most recent call last):
 ...
-ValueError: photometry point: system must be one of AB, Vega, not 'ST'
+tom_mma.schemas.fields.MessageError: photometry point: system must be one of AB, Vega, not 'ST'
 """
 
 from __future__ import annotations
