@@ -151,15 +151,19 @@ class PrivatePostgres:
     def __init__(self, root: Path) -> None:
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
         self.bin = Path(bins[-1]) if bins else Path(shutil.which("pg_ctl") or "pg_ctl").parent
-        self.root = root
-        self.data = root / "pgdata"
-        self.port = free_port()
-        self.log = root / "postgres.log"
-        # initdb and the server refuse to run as root: as the postgres user then, in a folder it owns
+        # initdb and the server refuse to run as root: as the postgres user then, in a folder it owns and can
+        # reach (a root-only parent, such as pytest's temporary folders, would stop it)
         self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.root = Path(tempfile.mkdtemp(prefix="tom-mma-chaos-pg-")) if self.prefix else root
+        self.data = self.root / "pgdata"
+        self.port = free_port()
+        self.log = self.root / "postgres.log"
 
     def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([*self.prefix, *argv], check=check, capture_output=True, text=True)
+        done = subprocess.run([*self.prefix, *argv], check=False, capture_output=True, text=True)
+        if check and done.returncode:
+            raise RuntimeError(f"{' '.join(argv[:1])} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        return done
 
     def init(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -175,6 +179,11 @@ class PrivatePostgres:
 
     def stop(self) -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
+
+    def remove(self) -> None:
+        """Stop the cluster and delete its folder."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def pid(self) -> int | None:
         try:
@@ -941,6 +950,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         system.stop()
         if not args.keep:
+            system.pg.remove()
             shutil.rmtree(workdir, ignore_errors=True)
     figures = {
         "faults": len(results),
