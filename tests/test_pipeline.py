@@ -290,17 +290,22 @@ def test_broker_stopped_while_the_publisher_task_sends_every_derived_alert_arriv
     assert ObservationTrigger.objects.count() == 1
 
 
-def test_the_publisher_keeps_its_producer_between_calls_and_drops_it_after_a_failure(tmp_path, settings):
-    # an idempotent producer's first message waits ~0.5 s for its producer id: one producer per process
+def test_the_publisher_keeps_its_producer_between_calls_and_through_a_stalled_broker(tmp_path, settings):
+    # an idempotent producer's first message waits ~0.5 s for its producer id: one producer per process; a
+    # broker that stalls past the wait keeps the producer (it retries, deduplicated by the broker) and the row
+    # held, so that nothing is sent twice
+    from hop import Stream
+    from hop.io import StartPosition
+
     from tom_mma_broker import publishing
 
     broker = EmbeddedKafka(tmp_path / "own")
     info = broker.start(["reuse.derived"])
     settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "KAFKA_URL": info.url, "RESULTS_TOPIC": "reuse.derived"}
 
-    def queue(n: int) -> None:
-        for i in range(n):
-            OutboxMessage.objects.create(alert_id=uuid.uuid4(), topic="reuse.derived", payload=b'{"n": %d}' % i)
+    def queue(n: int) -> list[OutboxMessage]:
+        return [OutboxMessage.objects.create(alert_id=uuid.uuid4(), topic="reuse.derived", payload=b'{"n": %d}' % i)
+                for i in range(n)]  # fmt: skip
 
     try:
         queue(2)
@@ -311,14 +316,25 @@ def test_the_publisher_keeps_its_producer_between_calls_and_drops_it_after_a_fai
         assert [p for _, p in publishing._producers.values()] == [first]
         os.kill(info.pid, signal.SIGSTOP)
         try:
-            queue(1)
+            [stalled] = queue(1)
             with pytest.raises(publishing.PublishIncomplete):
                 publishing.publish_pending(timeout=1)
+            stalled.refresh_from_db()
+            assert stalled.sent_at is None and stalled.claimed_until is not None  # held by this producer
+            assert "not acknowledged within 1 s" in stalled.last_error
+            assert publishing._claim(10, 60) == []  # nobody else takes it meanwhile
         finally:
             os.kill(info.pid, signal.SIGCONT)
-        assert publishing._producers == {}  # dropped: the next call starts afresh
-        assert publishing.publish_pending(timeout=10) == 1
-        assert first not in [p for _, p in publishing._producers.values()]
+        assert publishing.publish_pending(timeout=10) == 1  # the late acknowledgement, recorded
+        assert [p for _, p in publishing._producers.values()] == [first]
+        stalled.refresh_from_db()
+        assert stalled.sent_at is not None and stalled.claimed_until is None and stalled.attempts == 1
+        consumer = Stream(auth=False, start_at=StartPosition.EARLIEST, until_eos=True).open(
+            f"{info.url}/reuse.derived", "r"
+        )
+        seen = [uuid.UUID(bytes=dict(m.headers)["_id"]) for _, m in consumer.read(metadata=True)]
+        consumer.close()
+        assert len(seen) == 6 and set(seen) == set(OutboxMessage.objects.values_list("alert_id", flat=True))
     finally:
         publishing._discard_producer()
         broker.stop()

@@ -51,6 +51,10 @@ DEFAULTS = {
     "PUBLISH_FLOOR": None,
     # Seconds the outbox publisher waits for the broker to take a batch before trying again later.
     "PUBLISH_TIMEOUT_S": 30.0,
+    # How long a message sent but not acknowledged stays with the producer that sent it (which keeps retrying
+    # it, deduplicated by the broker) before anyone sends it again (seconds): a broker that stalls for a
+    # minute gets each message once, not once per attempt.
+    "PUBLISH_LEASE_S": 300.0,
     # Photometry of one object within this cone (arcsec) merges into one candidate.
     "CANDIDATE_MERGE_RADIUS_ARCSEC": 2.0,
     # The classifier artifact, a .skops file with its .json beside it (None: the one shipped with tom-mma);

@@ -200,6 +200,9 @@ class OutboxMessage(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.IntegerField(default=0)
     last_error = models.TextField(blank=True)
+    claimed_until = models.DateTimeField(
+        null=True, blank=True, help_text="a publisher holds it until then (its fate unknown): nobody else sends it"
+    )
 
     class Meta:
         ordering = ["id"]

@@ -40,24 +40,27 @@ class PublishIncomplete(RuntimeError):
     """Some queued messages were not acknowledged by the broker in time; they stay queued."""
 
 
-def _claim(limit: int) -> list[OutboxMessage]:
-    """Take up to ``limit`` queued messages, in order, in one statement (one round trip).
+def _claim(limit: int, lease_s: float) -> list[OutboxMessage]:
+    """Take up to ``limit`` queued messages nobody holds, in order, in one statement (one round trip).
 
-    ``UPDATE ... SET attempts = attempts + 1 WHERE id IN (the first unsent ids) RETURNING *``: a row is
-    claimed by that update, so of two publishers that read at once only one claims each row (PostgreSQL
-    locks the chosen rows and skips those another publisher holds, ``FOR UPDATE SKIP LOCKED``; SQLite
-    serialises writers). A publisher that starts after the claim may send a row again before it is marked
-    sent: at least once, which the idempotent producer and the consumers' dedup on the alert id absorb.
+    ``UPDATE ... SET attempts = attempts + 1, claimed_until = now + lease WHERE id IN (the first unsent ids
+    not held) RETURNING *``: a row is claimed by that update, so of two publishers that read at once only one
+    claims each row (PostgreSQL locks the chosen rows and skips those another publisher holds, ``FOR UPDATE
+    SKIP LOCKED``; SQLite serialises writers). A claimed row is held until it is acknowledged, refused, or
+    its lease (``PUBLISH_LEASE_S``) ends: a publisher that dies holding it delays it by the lease, and the
+    message may then go twice, which the consumers' dedup on the alert id absorbs.
     """
     meta = OutboxMessage._meta
     table = connection.ops.quote_name(meta.db_table)
     lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    now = timezone.now()
     sql = (
-        f"UPDATE {table} SET attempts = attempts + 1 WHERE id IN "
-        f"(SELECT id FROM {table} WHERE sent_at IS NULL ORDER BY id LIMIT %s{lock}) RETURNING *"
+        f"UPDATE {table} SET attempts = attempts + 1, claimed_until = %s WHERE id IN "
+        f"(SELECT id FROM {table} WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < %s) "
+        f"ORDER BY id LIMIT %s{lock}) RETURNING *"
     )
     with transaction.atomic():
-        rows = list(OutboxMessage.objects.raw(sql, [int(limit)]))
+        rows = list(OutboxMessage.objects.raw(sql, [now + timedelta(seconds=lease_s), now, int(limit)]))
     return sorted(rows, key=lambda row: row.pk)
 
 
@@ -99,7 +102,7 @@ def close_producers() -> None:
 
 
 def _discard_producer() -> None:
-    """Drop this thread's producer after a failed send; what it still holds is not sent.
+    """Drop this thread's producer after it failed; what it still holds is not sent.
 
     The rows of unacknowledged messages stay queued in the outbox, so the next call sends them again.
     """
@@ -115,59 +118,91 @@ def _discard_producer() -> None:
         logger.debug("purging a discarded producer failed", exc_info=True)
 
 
-def publish_pending(limit: int = 500, timeout: float | None = None) -> int:
-    """Send up to ``limit`` queued messages; return how many the broker acknowledged.
+# Delivery reports of this process's producers, by thread and row: None (acknowledged) or the error. A report
+# can come after its call gave up waiting (a stalled broker): the next call of the same thread reads it.
+_reports: dict[tuple[int, int], dict[int, str | None]] = {}
+# Rows this thread's kept producer still holds: sent, neither acknowledged nor refused yet.
+_in_flight: dict[tuple[int, int], set[int]] = {}
 
-    Three steps, none of which holds a database transaction while it waits on the broker: claim the rows
-    (a short transaction), send and flush them (no transaction: a broker outage of ``timeout`` seconds
-    locks nothing, not even SQLite), then mark the acknowledged ones sent and record the errors of the
-    others (a second short transaction).
+
+def _settle(reports: dict[int, str | None], held: set[int]) -> tuple[list[int], dict[int, str]]:
+    """Record the delivery reports received so far: acknowledged rows sent, refused ones free to go again."""
+    acked = [pk for pk, error in reports.items() if error is None]
+    refused = {pk: error for pk, error in reports.items() if error is not None}
+    reports.clear()
+    held.difference_update(acked, refused)
+    if acked or refused:
+        with transaction.atomic():
+            OutboxMessage.objects.filter(pk__in=acked).update(sent_at=timezone.now(), last_error="",
+                                                              claimed_until=None)  # fmt: skip
+            for pk, error in refused.items():
+                OutboxMessage.objects.filter(pk=pk).update(last_error=error[:10000], claimed_until=None)
+    return acked, refused
+
+
+def publish_pending(limit: int = 500, timeout: float | None = None) -> int:
+    """Send up to ``limit`` queued messages; return how many the broker acknowledged during this call.
+
+    None of the steps holds a database transaction while it waits on the broker: claim the rows (a short
+    transaction), send them and wait up to ``timeout`` for the broker (no transaction: an outage locks
+    nothing, not even SQLite), then record what the broker said (a second short transaction). A message the
+    broker has not answered stays with this thread's producer, which keeps retrying it (the idempotent
+    producer's retries are deduplicated by the broker) until ``PUBLISH_LEASE_S``; its row is held meanwhile,
+    so no publisher sends it again, and a later call records the late answer. Only a producer that failed
+    itself is dropped, its messages purged and their rows freed.
 
     Raises
     ------
     PublishIncomplete
-        When some were not acknowledged within ``timeout`` (default ``PUBLISH_TIMEOUT_S``): they
-        stay queued for the next call.
+        When some were not acknowledged within ``timeout`` (default ``PUBLISH_TIMEOUT_S``): they stay
+        queued (held by this producer until it answers or the lease ends).
     """
     timeout = broker_settings.PUBLISH_TIMEOUT_S if timeout is None else timeout
-    rows = _claim(limit)
-    if not rows:
-        return 0
-    acked: set[int] = set()
-    errors: dict[int, str] = {}
+    lease = max(float(broker_settings.PUBLISH_LEASE_S), timeout)
+    here = _here()
+    reports = _reports.setdefault(here, {})
+    held = _in_flight.setdefault(here, set())
+    late_acked, _ = _settle(reports, held)  # answers that came after an earlier call stopped waiting
+    rows = _claim(limit, lease)
+    if not rows and not held:
+        return len(late_acked)
 
     def on_delivery(pk: int):
         def callback(error, message) -> None:
-            if error is None:
-                acked.add(pk)
-            else:
-                errors[pk] = str(error)
+            reports[pk] = None if error is None else str(error)
 
         return callback
 
+    sent: list[int] = []
+    producer = None
     try:
-        producer = _producer(timeout)
-        try:
-            for row in rows:
-                schema = _SCHEMAS.get(row.kind, b"tom-mma/derived-alert/v1")
-                _, headers = hop_headers("json", message_id=row.alert_id, extra=[(SCHEMA_HEADER, schema)])
-                producer.write_raw(bytes(row.payload), headers, topic=row.topic, key=str(row.alert_id),
-                                   delivery_callback=on_delivery(row.pk))  # fmt: skip
-            producer.flush(timedelta(seconds=timeout))
-        finally:
-            if len(acked) < len(rows):
-                _discard_producer()
+        producer = _producer(lease)
+        for row in rows:
+            schema = _SCHEMAS.get(row.kind, b"tom-mma/derived-alert/v1")
+            _, headers = hop_headers("json", message_id=row.alert_id, extra=[(SCHEMA_HEADER, schema)])
+            producer.write_raw(bytes(row.payload), headers, topic=row.topic, key=str(row.alert_id),
+                               delivery_callback=on_delivery(row.pk))  # fmt: skip
+            sent.append(row.pk)
+            held.add(row.pk)
+        producer.flush(timedelta(seconds=timeout))
+    except Exception as exc:
+        # the producer itself failed: what it holds is purged, and those rows (and the unsent) are free again
+        if producer is not None:
+            _discard_producer()
+        freed = [r.pk for r in rows if r.pk not in reports] + [pk for pk in held if pk not in reports]
+        held.clear()
+        OutboxMessage.objects.filter(pk__in=freed).update(last_error=f"{type(exc).__name__}: {exc}"[:10000],
+                                                          claimed_until=None)  # fmt: skip
+        raise
     finally:
-        # also when opening or writing raised: record what the broker acknowledged, and why the rest was not
-        failed = [r.pk for r in rows if r.pk not in acked]
-        with transaction.atomic():
-            OutboxMessage.objects.filter(pk__in=acked).update(sent_at=timezone.now(), last_error="")
-            for pk in failed:
-                OutboxMessage.objects.filter(pk=pk).update(
-                    last_error=errors.get(pk, f"not acknowledged within {timeout} s")
-                )
-    logger.info("outbox: %d derived alert(s) published, %d waiting", len(acked), len(failed))
-    if failed:
-        logger.warning("outbox: not acknowledged: %s", sorted({errors.get(pk, "timed out") for pk in failed}))
-        raise PublishIncomplete(f"{len(failed)} of {len(rows)} derived alerts not acknowledged; will retry")
-    return len(acked)
+        acked, refused = _settle(reports, held)
+    waiting = [pk for pk in sent if pk in held]
+    if waiting:
+        OutboxMessage.objects.filter(pk__in=waiting).update(
+            last_error=f"not acknowledged within {timeout:g} s; the producer keeps it (held until its lease ends)"
+        )
+    logger.info("outbox: %d message(s) published, %d waiting", len(late_acked) + len(acked), len(waiting))
+    if waiting or refused:
+        logger.warning("outbox: not acknowledged: %d waiting, refused: %s", len(waiting), sorted(set(refused.values())))
+        raise PublishIncomplete(f"{len(waiting) + len(refused)} of {len(rows)} messages not acknowledged; will retry")
+    return len(late_acked) + len(acked)
