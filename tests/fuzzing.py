@@ -177,13 +177,13 @@ def avro_container(blocks: list[tuple[int, bytes]], codec: str = "deflate", sche
 
     import fastavro
 
-    from tom_mma.inflate import _HEADER_SCHEMA
+    from tom_mma.inflate import AVRO_HEADER_SCHEMA, AVRO_MAGIC
 
     sync = b"S" * 16
     out = io.BytesIO()
     meta = {"avro.schema": schema, "avro.codec": codec.encode()}
     fastavro.schemaless_writer(
-        out, fastavro.parse_schema(_HEADER_SCHEMA), {"magic": b"Obj\x01", "meta": meta, "sync": sync}
+        out, fastavro.parse_schema(AVRO_HEADER_SCHEMA), {"magic": AVRO_MAGIC, "meta": meta, "sync": sync}
     )
     for count, block in blocks:
         fastavro.schemaless_writer(out, "long", count)

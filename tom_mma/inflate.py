@@ -30,6 +30,8 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "AVRO_HEADER_SCHEMA",
+    "AVRO_MAGIC",
     "CHUNK",
     "DEFAULT_MAX_INFLATED_BYTES",
     "GZIP_MAGIC",
@@ -229,7 +231,10 @@ def _bounded_stream_size(engine: Any, data: bytes, budget: int, what: str, error
         raise error(f"corrupt {what}: {exc}") from exc
 
 
-_HEADER_SCHEMA = {
+#: the first bytes of an Avro object container file
+AVRO_MAGIC = b"Obj\x01"
+#: the header of an Avro object container file (magic, metadata, sync marker), as the Avro specification has it
+AVRO_HEADER_SCHEMA = {
     "type": "record",
     "name": "org.apache.avro.file.Header",
     "fields": [
@@ -273,7 +278,7 @@ def check_avro_container(
     limit = max_inflated_bytes() if limit is None else limit
     buf = io.BytesIO(payload)
     try:
-        header = fastavro.schemaless_reader(buf, fastavro.parse_schema(_HEADER_SCHEMA), None)
+        header = fastavro.schemaless_reader(buf, fastavro.parse_schema(AVRO_HEADER_SCHEMA), None)
         codec = bytes(header["meta"].get("avro.codec", b"null")).decode("utf-8", "replace")
     except Exception:  # not even a header: the reader will say so
         return "null"

@@ -31,7 +31,7 @@ import orjson
 from django.core.serializers.json import DjangoJSONEncoder
 
 from tom_mma.hopmessages import header_value
-from tom_mma.inflate import check_avro_container, inflate_raw, max_inflated_bytes
+from tom_mma.inflate import AVRO_HEADER_SCHEMA, AVRO_MAGIC, check_avro_container, inflate_raw, max_inflated_bytes
 
 __all__ = [
     "DecodeError",
@@ -44,18 +44,7 @@ __all__ = [
     "clean_text",
 ]
 
-AVRO_MAGIC = b"Obj\x01"
-_HEADER_SCHEMA = fastavro.parse_schema(
-    {
-        "type": "record",
-        "name": "org.apache.avro.file.Header",
-        "fields": [
-            {"name": "magic", "type": {"type": "fixed", "name": "Magic", "size": 4}},
-            {"name": "meta", "type": {"type": "map", "values": "bytes"}},
-            {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": 16}},
-        ],
-    }
-)
+_HEADER_SCHEMA = fastavro.parse_schema(AVRO_HEADER_SCHEMA)
 
 
 class DecodeError(ValueError):

@@ -30,7 +30,7 @@ from typing import Any
 
 import fastavro
 
-from tom_mma.inflate import check_avro_container, gunzip, gunzip_head
+from tom_mma.inflate import AVRO_MAGIC, check_avro_container, gunzip, gunzip_head
 
 __all__ = [
     "AlertFormatError",
@@ -48,7 +48,6 @@ __all__ = [
     "check_cutout",
 ]
 
-AVRO_MAGIC = b"Obj\x01"
 _GZIP_MAGIC = b"\x1f\x8b"
 _FITS_START = b"SIMPLE  ="
 #: the oldest Rubin schema major version read here (older ones predate the alert-production schemas)
