@@ -97,7 +97,7 @@ def test_mmademo_once_twice_makes_the_target_its_request_and_nothing_more(kafka_
     assert "candidate AT2017gfo: 25 points" in output
     assert "GW event MS170817a (GW170817 replayed as a mock event from its real sky map)" in output
     assert "26 on tom-mma.gw170817" not in output and "25 on tom-mma.gw170817.photometry" in output
-    assert "observation request" in output and "on Simulated for AT2017gfo" in output
+    assert "observation request" in output and "on Simulated for AT2017gfo: Pending" in output  # the pages' word
     target = Target.objects.get(name="AT2017gfo")
     assert PhotometryReducedDatum.objects.filter(target=target).count() == 25
     scores = DerivedAlertRecord.objects.filter(target=target, kind="classification")

@@ -203,6 +203,7 @@ def summary() -> DemoSummary:
     from tom_dataproducts.models import PhotometryReducedDatum
     from tom_observations.models import ObservationRecord
 
+    from tom_mma.display import status_of
     from tom_mma.models.derived import DerivedAlertRecord
     from tom_mma.models.gw import GWEvent
 
@@ -230,8 +231,9 @@ def summary() -> DemoSummary:
         photometry = PhotometryReducedDatum.objects.filter(target=target).count()
         s.targets.append({"name": target.name, "id": target.pk, "photometry": photometry, "scores": scores})
     for o in ObservationRecord.objects.select_related("target"):
+        # the status in the words the TOM's pages use (tom_mma.display), not the facility's own
         s.observation_requests.append({"observation_id": o.observation_id, "facility": o.facility,
-                                       "target": o.target.name, "status": o.status})  # fmt: skip
+                                       "target": o.target.name, "status": status_of(o).label})  # fmt: skip
     return s
 
 
