@@ -166,7 +166,8 @@ class FinkAlertStream(ReliableHopskotchAlertStream):
     def _topics_appeared(self) -> bool:
         consumer = Consumer({k: v for k, v in self.consumer_config().items() if k != "group.id"} | {"group.id": "-"})
         try:
-            return bool(set(self.topics(self._available(consumer))) - set(self._reading))
+            available = self._available(consumer)
+            return bool((set(self.topics(available)) & available) - set(self._reading))
         finally:
             consumer.close()
 

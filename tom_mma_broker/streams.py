@@ -225,8 +225,10 @@ class ReliableHopskotchAlertStream(AlertStream):
 
     def _topics_appeared(self) -> bool:
         """Whether a configured topic that was missing (or a new wildcard match) exists now."""
-        available = self._list_topics(resolve_broker_url(self.url), self.stream_auth())
-        return bool(set(self.topics(available)) - set(self._reading))
+        available = set(self._list_topics(resolve_broker_url(self.url), self.stream_auth()))
+        # a wanted topic that exists now and is not read yet (not the missing ones: they would reopen the
+        # stream at every check)
+        return bool((set(self.topics(available)) & available) - set(self._reading))
 
     # -- the loop ---------------------------------------------------------------------------
     def stop(self) -> None:
