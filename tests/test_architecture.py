@@ -42,6 +42,7 @@ LAYER_MAP = [
         "entry",
     ),
     (r"^tom_mma\.checks_oidc$", "entry"),
+    (r"^tom_mma\.dataservices(\..*)?$", "entry"),  # tomtoolkit 3's Data Services: query forms and services
     (r"^tom_mma(_broker)?\.(management|templatetags|facilities)(\..*)?$", "entry"),
     (r"^tom_mma(_broker)?\.api(\..*)?$", "entry"),  # the REST API: viewsets, serializers, filters, routes
     (r"^tom_mma_broker\.(streams|fink|demo)$", "entry"),  # stream classes for ALERT_STREAMS
