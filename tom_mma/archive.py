@@ -7,7 +7,7 @@ only what ``tom_mma`` owns, never the broker app's archive:
 * **derived alerts**: :class:`tom_mma.models.DerivedAlertRecord` classifications (score, received time,
   the classifier's GW event, the candidate's position);
 * **optical alerts**: Targets grown by ZTF, Rubin or Fink alerts (:mod:`tom_mma.optical.service`): their
-  photometry from those surveys (times), Fink's latest class and cross-match (``TargetExtra``
+  detections from those surveys (times; limits do not count), Fink's latest class and cross-match (``TargetExtra``
   ``fink:classification``, ``fink:cdsxmatch``);
 * **GW candidates**: Targets ranked in a GW event's sky map (:class:`tom_mma.models.EventCandidate`, the
   smallest credible region holding each one).
@@ -151,7 +151,7 @@ class ArchiveQuery:
     ra, dec, radius_arcsec : float, optional
         A cone.
     time_start, time_end : datetime, optional
-        Derived alerts: received; optical: a survey point in the range; GW candidates: the event's time.
+        Derived alerts: received; optical: a survey detection in the range; GW candidates: the event's time.
     score_min : float, optional
         The lowest kilonova score: the alert's own, or a Target's latest derived alert's.
     fink_class : str
@@ -347,7 +347,7 @@ def _optical_points() -> QuerySet:
     where = Q(source_name__in=surveys)
     for survey in surveys:
         where |= Q(source_name__endswith=f" {survey}")
-    return PhotometryReducedDatum.objects.filter(where)
+    return PhotometryReducedDatum.objects.filter(where, brightness__isnull=False)  # detections, not limits
 
 
 def _score_ok(query: ArchiveQuery, score: float | None) -> bool:
