@@ -134,8 +134,11 @@ def test_cone_time_and_score(archive):
     optical = search(member, kinds=["optical"], time_start="2019-11-09T00:00:00+00:00",
                      time_end="2019-11-09T23:59:00+00:00")  # fmt: skip
     assert sorted(name for _kind, name in optical) == ["ZTF18abtvigi", "ZTF18abtvjik"]
-    # an optical Target's score is its latest derived alert's: none has one
+    # an optical or GW row's score is its Target's latest derived alert's: no optical Target has one
     assert search(member, kinds=["optical"], score_min=0.1) == []
+    gw = [name for _kind, name in search(member, kinds=["gw"], gw_event="MS181101ab", score_min=0.5)]
+    assert gw == ["KN-inside"]  # KN-faint (0.3) is inside the region too, but under the score
+    assert "KN-faint" in [name for _kind, name in search(member, kinds=["gw"], gw_event="MS181101ab")]
 
 
 def test_fink_class_and_gw_region(archive):
@@ -144,6 +147,7 @@ def test_fink_class_and_gw_region(archive):
     assert sorted(name for kind, name in rrlyr if kind == "optical") == sorted(archive["optical"])
     assert {name for _kind, name in rrlyr} == set(archive["optical"])
     assert search(member, fink_class="Kilonova candidate") == []
+    assert search(member, kinds=["derived"], fink_class="RRLyr") == []  # the derived alerts' Targets have none
     in_region = search(member, gw_event="MS181101ab", credible_level=0.9)
     assert ("derived", "KN-inside") in in_region and ("gw", "KN-inside") in in_region
     assert ("derived", "KN-far") not in in_region and ("gw", "KN-far") not in in_region

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.utils.dateparse import parse_datetime
 from tom_dataproducts.models import PhotometryReducedDatum
 from tom_targets.models import Target, TargetExtra, TargetName
@@ -155,7 +155,7 @@ class ArchiveQuery:
     score_min : float, optional
         The lowest kilonova score: the alert's own, or a Target's latest derived alert's.
     fink_class : str
-        Fink's class of the Target (:data:`FINK_CLASS_KEYS`), exact, case-insensitive.
+        Fink's class of the Target: either of :data:`FINK_CLASS_KEYS` equal to it, case-insensitive.
     gw_event, credible_level : str, float
         Only Targets inside the ``credible_level`` region of this GW event's ranked sky map.
     include_retracted : bool
@@ -201,12 +201,6 @@ class ArchiveQuery:
         return None not in (self.ra, self.dec, self.radius_arcsec)
 
 
-def _target_ids_named(name: str) -> set[int]:
-    ids = set(Target.objects.filter(name__iexact=name).values_list("pk", flat=True))
-    ids |= set(TargetName.objects.filter(name__iexact=name).values_list("target_id", flat=True))
-    return ids
-
-
 def _fink_classes(target_ids: Iterable[int]) -> dict[int, str]:
     """Fink's class of each Target that has one (:data:`FINK_CLASS_KEYS`, first found)."""
     found: dict[int, dict[str, str]] = {}
@@ -219,6 +213,17 @@ def _fink_classes(target_ids: Iterable[int]) -> dict[int, str]:
         for target_id, values in found.items()
         if any(values.get(k) for k in FINK_CLASS_KEYS)
     }
+
+
+def _latest_score(target_field: str = "pk") -> Subquery:
+    """The kilonova score of a Target's latest derived alert (not retracted), as a subquery."""
+    return Subquery(
+        DerivedAlertRecord.objects.filter(
+            target_id=OuterRef(target_field), kind=DerivedAlertRecord.Kind.CLASSIFICATION, retracted=False
+        )
+        .order_by("-received", "-pk")
+        .values("kilonova_score")[:1]
+    )
 
 
 def _latest_scores(target_ids: Iterable[int]) -> dict[int, float]:
@@ -235,43 +240,36 @@ def _latest_scores(target_ids: Iterable[int]) -> dict[int, float]:
     return scores
 
 
-def _visible_ids(user: Any) -> set[int]:
-    return set(visible_targets(user).values_list("pk", flat=True))
+def _region_rows(query: ArchiveQuery) -> QuerySet:
+    rows = EventCandidate.objects.filter(event__superevent_id=query.gw_event, credible_level__lte=query.credible_level)
+    return rows if query.include_retracted else rows.filter(retracted=False)
 
 
-class _Filters:
-    """The Target-level filters of a query, worked out once: the Targets each one allows (None: any)."""
-
-    def __init__(self, query: ArchiveQuery, user: Any):
-        self.query = query
-        self.visible = None if (user.is_authenticated and user.is_superuser) else _visible_ids(user)
-        self.named = _target_ids_named(query.name) if query.name else None
-        self.in_region = None
-        if query.gw_event:
-            rows = EventCandidate.objects.filter(
-                event__superevent_id=query.gw_event, credible_level__lte=query.credible_level
-            )
-            if not query.include_retracted:
-                rows = rows.filter(retracted=False)
-            self.in_region = set(rows.values_list("target_id", flat=True))
-
-    def candidate_ids(self) -> set[int] | None:
-        """The Targets the filters leave (None: no filter narrows them)."""
-        sets = [ids for ids in (self.visible, self.named, self.in_region) if ids is not None]
-        if not sets:
-            return None
-        return set.intersection(*sets)
+def _allowed_targets(query: ArchiveQuery, user: Any) -> QuerySet:
+    """The Targets the user may view that pass the Target-level filters (GW region, Fink class), in SQL."""
+    targets = Target.objects.all() if (user.is_authenticated and user.is_superuser) else visible_targets(user)
+    if query.gw_event:
+        targets = targets.filter(pk__in=_region_rows(query).values("target_id"))
+    if query.fink_class:
+        classed = TargetExtra.objects.filter(key__in=FINK_CLASS_KEYS, value__iexact=query.fink_class)
+        targets = targets.filter(pk__in=classed.values("target_id"))
+    return targets
 
 
-def _cone_ids(query: ArchiveQuery, target_ids: set[int] | None) -> set[int] | None:
-    if not query.has_cone:
-        return target_ids
-    targets = Target.objects.all() if target_ids is None else Target.objects.filter(pk__in=target_ids)
-    return {t.pk for t, _sep in cone_filter(targets, query.ra, query.dec, query.radius_arcsec / 3600.0)}
+def _named(targets: QuerySet, name: str) -> QuerySet:
+    aliased = TargetName.objects.filter(name__iexact=name).values("target_id")
+    return targets.filter(Q(name__iexact=name) | Q(pk__in=aliased))
 
 
-def _class_ok(query: ArchiveQuery, fink_class: str | None) -> bool:
-    return not query.fink_class or (fink_class or "").casefold() == query.fink_class.casefold()
+def _found_targets(query: ArchiveQuery, user: Any) -> QuerySet:
+    """:func:`_allowed_targets` with the name and the cone: the Targets optical and GW rows may be of."""
+    targets = _allowed_targets(query, user)
+    if query.name:
+        targets = _named(targets, query.name)
+    if query.has_cone:
+        in_cone = cone_filter(targets, query.ra, query.dec, query.radius_arcsec / 3600.0)
+        targets = Target.objects.filter(pk__in=[t.pk for t, _separation in in_cone])
+    return targets
 
 
 def _target_rows(ids: Iterable[int]) -> dict[int, Target]:
@@ -285,10 +283,18 @@ def _aliases(ids: Iterable[int]) -> dict[int, list[str]]:
     return out
 
 
-def _derived_hits(query: ArchiveQuery, filters: _Filters, user: Any) -> list[dict[str, Any]]:
-    records = DerivedAlertRecord.objects.all()
+def _derived_hits(query: ArchiveQuery, user: Any) -> list[dict[str, Any]]:
+    allowed = _allowed_targets(query, user)
+    visible = Q(target__in=allowed.values("pk"))
+    may_see_orphans = (user.is_authenticated and user.is_superuser) or has_model_view_permission(
+        user, DerivedAlertRecord
+    )
+    if may_see_orphans and not (query.gw_event or query.fink_class):
+        # a Target that is gone: the admin's audience only, and no Target-level filter can hold
+        visible |= Q(target__isnull=True)
+    records = DerivedAlertRecord.objects.filter(visible)
     if query.name:
-        by_name = Q(candidate_name__iexact=query.name) | Q(target_id__in=filters.named or ())
+        by_name = Q(candidate_name__iexact=query.name) | Q(target__in=_named(Target.objects.all(), query.name))
         try:
             by_name |= Q(alert_id=uuid.UUID(query.name))
         except ValueError:
@@ -303,24 +309,10 @@ def _derived_hits(query: ArchiveQuery, filters: _Filters, user: Any) -> list[dic
         "radius_arcsec": query.radius_arcsec if query.has_cone else None,
         "include_retracted": query.include_retracted,
     }
-    may_see_orphans = has_model_view_permission(user, DerivedAlertRecord) or (
-        user.is_authenticated and user.is_superuser
-    )
-    found = []
-    for record in _derived_records(parameters, records):
-        if record.target_id is None:
-            # a Target that is gone: the admin's audience only, and no Target-level filter can hold
-            if not may_see_orphans or query.gw_event or query.fink_class:
-                continue
-        elif not all(ids is None or record.target_id in ids for ids in (filters.visible, filters.in_region)):
-            continue
-        found.append(record)
+    found = _derived_records(parameters, records)
     classes = _fink_classes(r.target_id for r in found if r.target_id)
     hits = []
     for record in found:
-        fink_class = classes.get(record.target_id, "")
-        if not _class_ok(query, fink_class):
-            continue
         candidate = record.raw.get("candidate", {})
         hits.append({
             "kind": "derived",
@@ -329,7 +321,7 @@ def _derived_hits(query: ArchiveQuery, filters: _Filters, user: Any) -> list[dic
             "dec": record.dec,
             "time": record.received.isoformat(),
             "kilonova_score": record.kilonova_score,
-            "fink_class": fink_class,
+            "fink_class": classes.get(record.target_id, ""),
             "gw_event": record.gw_event,
             "credible_level": None,
             "target_id": record.target_id,
@@ -350,55 +342,42 @@ def _optical_points() -> QuerySet:
     return PhotometryReducedDatum.objects.filter(where, brightness__isnull=False)  # detections, not limits
 
 
-def _score_ok(query: ArchiveQuery, score: float | None) -> bool:
-    return query.score_min is None or (score is not None and score >= query.score_min)
-
-
-def _optical_hits(query: ArchiveQuery, filters: _Filters) -> list[dict[str, Any]]:
-    ids = _cone_ids(query, filters.candidate_ids())
-    points = _optical_points()
-    if ids is not None:
-        points = points.filter(target_id__in=ids)
+def _optical_hits(query: ArchiveQuery, user: Any, limit: int) -> list[dict[str, Any]]:
+    points = _optical_points().filter(target__in=_found_targets(query, user).values("pk"))
     if query.time_start is not None:
         points = points.filter(timestamp__gte=query.time_start)
     if query.time_end is not None:
         points = points.filter(timestamp__lte=query.time_end)
-    summary = {
-        row["target_id"]: row
-        for row in points.values("target_id").annotate(first=Min("timestamp"), last=Max("timestamp"), n=Count("id"))
-    }
-    classes = _fink_classes(summary)
-    scores = _latest_scores(summary)
-    keep = [tid for tid in summary if _class_ok(query, classes.get(tid)) and _score_ok(query, scores.get(tid))]
-    keep.sort(key=lambda tid: (summary[tid]["last"], tid), reverse=True)
-    keep = keep[:MAX_RESULTS]
-    targets, aliases = _target_rows(keep), _aliases(keep)
+    summary = points.values("target_id").annotate(first=Min("timestamp"), last=Max("timestamp"), n=Count("id"))
+    if query.score_min is not None:
+        summary = summary.annotate(score=_latest_score("target_id")).filter(score__gte=query.score_min)
+    rows = list(summary.order_by("-last", "-target_id")[:limit])
+    ids = [row["target_id"] for row in rows]
+    targets, aliases = _target_rows(ids), _aliases(ids)
+    classes, scores = _fink_classes(ids), _latest_scores(ids)
     return [
         {
             "kind": "optical",
-            "name": targets[tid].name,
-            "ra": targets[tid].ra,
-            "dec": targets[tid].dec,
-            "time": summary[tid]["last"].isoformat(),
-            "first_point": summary[tid]["first"].isoformat(),
-            "points": summary[tid]["n"],
-            "kilonova_score": scores.get(tid),
-            "fink_class": classes.get(tid, ""),
+            "name": targets[row["target_id"]].name,
+            "ra": targets[row["target_id"]].ra,
+            "dec": targets[row["target_id"]].dec,
+            "time": row["last"].isoformat(),
+            "first_point": row["first"].isoformat(),
+            "points": row["n"],
+            "kilonova_score": scores.get(row["target_id"]),
+            "fink_class": classes.get(row["target_id"], ""),
             "gw_event": "",
             "credible_level": None,
-            "target_id": tid,
-            "aliases": aliases.get(tid, []),
+            "target_id": row["target_id"],
+            "aliases": aliases.get(row["target_id"], []),
         }
-        for tid in keep
-        if tid in targets
+        for row in rows
+        if row["target_id"] in targets
     ]
 
 
-def _gw_hits(query: ArchiveQuery, filters: _Filters) -> list[dict[str, Any]]:
-    ids = _cone_ids(query, filters.candidate_ids())
-    rows = EventCandidate.objects.select_related("event")
-    if ids is not None:
-        rows = rows.filter(target_id__in=ids)
+def _gw_hits(query: ArchiveQuery, user: Any, limit: int) -> list[dict[str, Any]]:
+    rows = EventCandidate.objects.select_related("event").filter(target__in=_found_targets(query, user).values("pk"))
     if query.gw_event:
         rows = rows.filter(event__superevent_id=query.gw_event, credible_level__lte=query.credible_level)
     if not query.include_retracted:
@@ -407,13 +386,12 @@ def _gw_hits(query: ArchiveQuery, filters: _Filters) -> list[dict[str, Any]]:
         rows = rows.filter(event__event_time__gte=query.time_start)
     if query.time_end is not None:
         rows = rows.filter(event__event_time__lte=query.time_end)
-    rows = list(rows.order_by("credible_level", "pk")[: MAX_RESULTS * 4])
-    target_ids = {r.target_id for r in rows}
-    classes, scores = _fink_classes(target_ids), _latest_scores(target_ids)
-    kept = [
-        r for r in rows if _class_ok(query, classes.get(r.target_id)) and _score_ok(query, scores.get(r.target_id))
-    ][:MAX_RESULTS]
-    targets, aliases = _target_rows(r.target_id for r in kept), _aliases(r.target_id for r in kept)
+    if query.score_min is not None:
+        rows = rows.annotate(score=_latest_score("target_id")).filter(score__gte=query.score_min)
+    kept = list(rows.order_by("credible_level", "pk")[:limit])
+    ids = {r.target_id for r in kept}
+    targets, aliases = _target_rows(ids), _aliases(ids)
+    classes, scores = _fink_classes(ids), _latest_scores(ids)
     return [
         {
             "kind": "gw",
@@ -454,13 +432,12 @@ def search_archive(query: ArchiveQuery, user: Any) -> list[dict[str, Any]]:
     """
     if not user.is_authenticated:
         return []
-    filters = _Filters(query, user)
     kinds = query.kinds or tuple(KINDS)
     hits: list[dict[str, Any]] = []
     if "derived" in kinds:
-        hits += _derived_hits(query, filters, user)
+        hits += _derived_hits(query, user)
     if "optical" in kinds and len(hits) < MAX_RESULTS:
-        hits += _optical_hits(query, filters)
+        hits += _optical_hits(query, user, MAX_RESULTS - len(hits))
     if "gw" in kinds and len(hits) < MAX_RESULTS:
-        hits += _gw_hits(query, filters)
+        hits += _gw_hits(query, user, MAX_RESULTS - len(hits))
     return hits[:MAX_RESULTS]
