@@ -21,7 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
@@ -35,6 +35,7 @@ from tom_mma.visibility import has_model_view_permission, visible_targets
 
 __all__ = [
     "KINDS",
+    "KIND_LABELS",
     "MAX_RESULTS",
     "FINK_CLASS_KEYS",
     "ArchiveQuery",
@@ -48,6 +49,8 @@ MAX_RESULTS = 101
 
 #: What the archive holds, as the query form offers it.
 KINDS = {"derived": "Derived alerts", "optical": "Optical alerts", "gw": "GW candidates"}
+#: A result row's kind, as the result table names it.
+KIND_LABELS = {"derived": "Derived alert", "optical": "Optical alert", "gw": "GW candidate"}
 
 #: The Target extras that hold Fink's class of an optical Target, first found wins: the class Fink's API
 #: gives (``v:classification``), then the SIMBAD cross-match its stream carries (``cdsxmatch``).
@@ -69,6 +72,11 @@ def _as_datetime(value: Any) -> datetime | None:
 
 def _datetime_to_mjd(value: datetime) -> float:
     return _MJD_UNIX_EPOCH + value.timestamp() / 86400.0
+
+
+def _utc_text(value: datetime | None) -> str:
+    """A time as the result table shows it: UTC, to the second, no offset (the column says UTC)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
 
 
 def _float(value: Any) -> float | None:
@@ -316,10 +324,11 @@ def _derived_hits(query: ArchiveQuery, user: Any) -> list[dict[str, Any]]:
         candidate = record.raw.get("candidate", {})
         hits.append({
             "kind": "derived",
+            "kind_label": KIND_LABELS["derived"],
             "name": record.candidate_name,
             "ra": record.ra,
             "dec": record.dec,
-            "time": record.received.isoformat(),
+            "time": _utc_text(record.received),
             "kilonova_score": record.kilonova_score,
             "fink_class": classes.get(record.target_id, ""),
             "gw_event": record.gw_event,
@@ -358,11 +367,12 @@ def _optical_hits(query: ArchiveQuery, user: Any, limit: int) -> list[dict[str, 
     return [
         {
             "kind": "optical",
+            "kind_label": KIND_LABELS["optical"],
             "name": targets[row["target_id"]].name,
             "ra": targets[row["target_id"]].ra,
             "dec": targets[row["target_id"]].dec,
-            "time": row["last"].isoformat(),
-            "first_point": row["first"].isoformat(),
+            "time": _utc_text(row["last"]),
+            "first_point": _utc_text(row["first"]),
             "points": row["n"],
             "kilonova_score": scores.get(row["target_id"]),
             "fink_class": classes.get(row["target_id"], ""),
@@ -395,10 +405,11 @@ def _gw_hits(query: ArchiveQuery, user: Any, limit: int) -> list[dict[str, Any]]
     return [
         {
             "kind": "gw",
+            "kind_label": KIND_LABELS["gw"],
             "name": targets[r.target_id].name,
             "ra": targets[r.target_id].ra,
             "dec": targets[r.target_id].dec,
-            "time": r.event.event_time.isoformat() if r.event.event_time else "",
+            "time": _utc_text(r.event.event_time),
             "kilonova_score": scores.get(r.target_id),
             "fink_class": classes.get(r.target_id, ""),
             "gw_event": r.event.superevent_id,
@@ -425,10 +436,11 @@ def search_archive(query: ArchiveQuery, user: Any) -> list[dict[str, Any]]:
     Returns
     -------
     list of dict
-        One dict per hit, plain data: ``kind`` (``derived``, ``optical``, ``gw``), ``name``, ``ra``,
-        ``dec``, ``time`` (ISO), ``kilonova_score``, ``fink_class``, ``gw_event``, ``credible_level``,
-        ``target_id``, ``aliases``, and per kind ``alert_id``, ``photometry`` (derived), ``points``,
-        ``first_point`` (optical). At most :data:`MAX_RESULTS` in all.
+        One dict per hit, plain data: ``kind`` (``derived``, ``optical``, ``gw``) and its ``kind_label``,
+        ``name``, ``ra``, ``dec``, ``time`` (UTC, ``YYYY-MM-DD HH:MM:SS``), ``kilonova_score``, ``fink_class``,
+        ``gw_event``, ``credible_level``, ``target_id``, ``aliases``, and per kind ``alert_id``, ``retracted``,
+        ``photometry`` (derived), ``points``, ``first_point`` (optical), ``retracted`` (GW). At most
+        :data:`MAX_RESULTS` in all.
     """
     if not user.is_authenticated:
         return []

@@ -187,7 +187,7 @@ class FinkDataService(DataService):
                 "dec": alert.dec,
                 "mag": latest.magnitude if latest else None,
                 "band": latest.band if latest else "",
-                "last_alert": mjd_to_datetime(alert.mjd).isoformat(timespec="seconds"),
+                "last_alert": mjd_to_datetime(alert.mjd).strftime("%Y-%m-%d %H:%M:%S"),
                 "detections": len(alert.detections),
                 "fink_class": crossmatches.get("classification") or crossmatches.get("cdsxmatch") or "",
                 "rows": [row for row in rows if row.get("i:objectId") == alert.object_id],
