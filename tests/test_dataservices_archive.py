@@ -248,3 +248,15 @@ def test_the_hook_names_no_service_without_tom_dataservices(settings):
     ]
     with override_settings(INSTALLED_APPS=[a for a in settings.INSTALLED_APPS if a != "tom_dataservices"]):
         assert apps.get_app_config("tom_mma").data_services() == []
+
+
+def test_one_users_results_are_not_shown_to_another(archive, client):
+    """tom_dataservices caches a query's results for whoever runs the same parameters next: not across users."""
+    insider = User.objects.create_user("insider", password="pw")
+    insider.groups.add(Group.objects.get(name="Secret"), Group.objects.get(name="Public"))
+    client.force_login(insider)
+    page = run_query(client, kinds=["derived"], score_min=0.95)
+    assert [r["name"] for r in page.context["results"]] == ["AT-secret", "KN-far"]
+    client.force_login(archive["member"])
+    page = run_query(client, kinds=["derived"], score_min=0.95)
+    assert [r["name"] for r in page.context["results"]] == ["KN-far"]

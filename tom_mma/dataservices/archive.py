@@ -119,8 +119,13 @@ class ArchiveDataService(DataService):
         return ArchiveQueryForm
 
     def build_query_parameters(self, parameters: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """The query's own parameters out of the form's data (JSON-safe)."""
+        """The query's own parameters out of the form's data (JSON-safe), and who asks.
+
+        tom_dataservices' result page reuses the results it cached for the same parameters, whoever ran
+        them: the requester's id among the parameters keeps one user's results from another.
+        """
         self.query_parameters = {key: parameters.get(key) for key in PARAMETERS}
+        self.query_parameters["requested_by"] = getattr(self.user, "pk", None)
         return self.query_parameters
 
     def query_service(self, query_parameters: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
