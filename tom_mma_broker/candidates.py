@@ -61,6 +61,16 @@ def _candidate_for(point: PhotometryMessage) -> Candidate:
     return candidate
 
 
+def _point_row(candidate: Candidate, point: PhotometryMessage, message_id: uuid.UUID | None) -> CandidatePoint:
+    """The stored form of one photometric point (one definition for the single and the batched path)."""
+    return CandidatePoint(
+        candidate=candidate, point_id=point.point_id, message_id=message_id, mjd=point.mjd, band=point.band,
+        magnitude=point.magnitude, magnitude_error=point.magnitude_error, upper_limit=point.upper_limit,
+        system=point.system, telescope=point.telescope or "", instrument=point.instrument or "",
+        source=point.source,
+    )  # fmt: skip
+
+
 def ingest_point(point: PhotometryMessage, message_id: uuid.UUID | None = None) -> tuple[Candidate, bool]:
     """Store a photometric point under its candidate (once: keyed on ``point_id``).
 
@@ -73,12 +83,7 @@ def ingest_point(point: PhotometryMessage, message_id: uuid.UUID | None = None) 
     if existing is not None:
         return existing.candidate, False
     candidate = _candidate_for(point)
-    CandidatePoint.objects.create(
-        candidate=candidate, point_id=point.point_id, message_id=message_id, mjd=point.mjd, band=point.band,
-        magnitude=point.magnitude, magnitude_error=point.magnitude_error, upper_limit=point.upper_limit,
-        system=point.system, telescope=point.telescope or "", instrument=point.instrument or "",
-        source=point.source,
-    )  # fmt: skip
+    _point_row(candidate, point, message_id).save(force_insert=True)
     logger.debug("point %s of %s stored (message %s)", point.point_id, candidate.name, message_id)
     signals.candidate_points_added.send(sender=Candidate, candidate_pk=candidate.pk)
     return candidate, True
@@ -109,14 +114,7 @@ def ingest_points(points: list[PhotometryMessage], message_id: uuid.UUID | None 
     touched = []
     for group in by_object.values():
         candidate = _candidate_for(group[0])
-        rows = [
-            CandidatePoint(
-                candidate=candidate, point_id=p.point_id, message_id=message_id, mjd=p.mjd, band=p.band,
-                magnitude=p.magnitude, magnitude_error=p.magnitude_error, upper_limit=p.upper_limit,
-                system=p.system, telescope=p.telescope or "", instrument=p.instrument or "", source=p.source,
-            )
-            for p in group
-        ]  # fmt: skip
+        rows = [_point_row(candidate, p, message_id) for p in group]
         # a concurrent writer's copy of a point is skipped by the unique point_id
         CandidatePoint.objects.bulk_create(rows, ignore_conflicts=True)
         logger.debug("%d points of %s stored (message %s)", len(rows), candidate.name, message_id)
