@@ -25,6 +25,7 @@ from tom_alerts.alerts import GenericAlert, GenericBroker, GenericQueryForm
 
 from tom_mma.archive import MAX_RESULTS, derived_alert_dict, search_derived_alerts
 from tom_mma.derived import add_photometry, mjd_to_datetime
+from tom_mma.formlayout import cone_fieldset
 from tom_mma.models import DerivedAlertRecord
 from tom_mma.schemas.derived_alert import DerivedAlert
 from tom_mma.targets import get_or_create_target
@@ -75,14 +76,7 @@ class DerivedAlertQueryForm(GenericQueryForm):
                 ),
             ),
             Fieldset("Gravitational-wave event", "gw_event"),
-            Fieldset(
-                "Cone",
-                Row(
-                    Column("ra", css_class="col"),
-                    Column("dec", css_class="col"),
-                    Column("radius_arcsec", css_class="col"),
-                ),
-            ),
+            cone_fieldset(),
             "include_retracted",
         )
 

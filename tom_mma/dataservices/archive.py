@@ -18,6 +18,7 @@ from tom_dataservices.forms import BaseQueryForm
 
 from tom_mma.archive import KINDS, ArchiveQuery, search_archive
 from tom_mma.derived import add_photometry
+from tom_mma.formlayout import cone_fieldset
 from tom_mma.schemas.derived_alert import AlertPoint
 from tom_mma.targets import get_or_create_target
 
@@ -68,14 +69,7 @@ class ArchiveQueryForm(BaseQueryForm):
         return Layout(
             "data_service",
             Row(Column("kinds", css_class="col"), Column("name", css_class="col")),
-            Fieldset(
-                "Cone",
-                Row(
-                    Column("ra", css_class="col"),
-                    Column("dec", css_class="col"),
-                    Column("radius_arcsec", css_class="col"),
-                ),
-            ),
+            cone_fieldset(),
             Fieldset("Time", Row(Column("time_start", css_class="col"), Column("time_end", css_class="col"))),
             Row(Column("score_min", css_class="col"), Column("fink_class", css_class="col")),
             Fieldset(

@@ -22,6 +22,7 @@ from tom_dataservices.dataservices import DataService
 from tom_dataservices.forms import BaseQueryForm
 
 from tom_mma.derived import mjd_to_datetime
+from tom_mma.formlayout import cone_fieldset
 from tom_mma.optical.fink_api import (
     MAX_RADIUS_ARCSEC,
     QUERY_KINDS,
@@ -80,14 +81,7 @@ class FinkQueryForm(BaseQueryForm):
             "data_service",
             "query_kind",
             "object_id",
-            Fieldset(
-                "Cone",
-                Row(
-                    Column("ra", css_class="col"),
-                    Column("dec", css_class="col"),
-                    Column("radius_arcsec", css_class="col"),
-                ),
-            ),
+            cone_fieldset(),
             Row(Column("fink_class", css_class="col"), Column("n", css_class="col")),
             Fieldset("Date range", Row(Column("startdate", css_class="col"), Column("stopdate", css_class="col"))),
             "sso",

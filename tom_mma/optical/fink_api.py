@@ -28,7 +28,6 @@ a body that is not the documented JSON) raises :class:`FinkApiError` with a mess
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +37,7 @@ import requests
 from tom_mma.conf import mma_settings
 
 from .alerts import OpticalAlert, OpticalPoint
+from .alerts import finite_number as _num
 
 __all__ = ["FinkApiError", "FinkQuery", "QUERY_KINDS", "request_for", "query_fink", "alerts_from_rows"]
 
@@ -183,16 +183,6 @@ def query_fink(
         raise FinkApiError(f"Fink's API ({base}) answered with JSON that is not a list of rows.")
     logger.info("Fink API %s %s: %d rows", path, {k: v for k, v in body.items() if k != "output-format"}, len(rows))
     return [dict(row) for row in rows]
-
-
-def _num(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _point(row: Mapping[str, Any], kind: str) -> OpticalPoint | None:
