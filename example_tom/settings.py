@@ -56,7 +56,8 @@ INSTALLED_APPS = TOMTOOLKIT_INSTALLED_APPS + [
 ]
 
 SITE_ID = 1
-MIDDLEWARE = TOMTOOLKIT_MIDDLEWARE + []
+# tom_mma's: a logout of a user who logged in through OIDC goes on to the provider's logout (docs/oidc.md)
+MIDDLEWARE = TOMTOOLKIT_MIDDLEWARE + ["tom_mma.oidc.logout.ProviderLogoutMiddleware"]
 ROOT_URLCONF = "example_tom.urls"
 
 TEMPLATES = [

@@ -308,14 +308,20 @@ def test_login_groups_removal_and_logout_in_a_real_browser(provider, tom, browse
     alice = get_user_model().objects.get(username="alice")
     assert not alice.is_staff and not alice.is_superuser
 
-    # logout: the TOM's session ends
+    # logout: the TOM's session ends, and the provider's (RP-initiated logout), then back in the TOM
     _logout(browser, find)
+    _wait_for(lambda: browser.current_url.startswith(tom), lambda: f"back in the TOM, at {browser.current_url}")
     browser.get(f"{tom}/accounts/login/")
     find("#oidc-login")
 
-    # a group removed at the provider is gone at the next login (the provider's session is still open)
+    # a group removed at the provider is gone at the next login; the provider asks for the password again,
+    # since its session ended with the TOM's
     provider.user("alice", "tom-observers", "unrelated")
     find("#oidc-login").click()
+    find("#provider-login")
+    browser.find_element(By.NAME, "username").send_keys("alice")
+    browser.find_element(By.NAME, "password").send_keys("pw-alice")
+    find("#provider-submit").click()
     _wait_for(
         lambda: browser.current_url.rstrip("/") == tom,
         lambda: f"the TOM's home page, at {browser.current_url}: {browser.page_source[:1500]}",
@@ -330,6 +336,10 @@ def test_login_groups_removal_and_logout_in_a_real_browser(provider, tom, browse
     provider.user("alice", "unrelated")
     browser.get(f"{tom}/accounts/login/")
     find("#oidc-login").click()
+    find("#provider-login")  # logged out of the provider too: the password again
+    browser.find_element(By.NAME, "username").send_keys("alice")
+    browser.find_element(By.NAME, "password").send_keys("pw-alice")
+    find("#provider-submit").click()
     error = find("#oidc-error")
     assert error.get_attribute("data-code") == "no_mapped_group"
     assert "Your account has no access to this TOM" in error.text and "Test IdP" in error.text

@@ -90,6 +90,13 @@ class OIDCBackend(OIDCAuthenticationBackend):
         """The provider's public key, when set instead of the JWKS endpoint."""
         return getattr(settings, "OIDC_RP_IDP_SIGN_KEY", None)
 
+    def store_tokens(self, access_token: str, id_token: str) -> None:
+        """Keep the ID token for the provider's logout (:mod:`tom_mma.oidc.logout`), and what mozilla's settings ask."""
+        super().store_tokens(access_token, id_token)
+        from .oidc.logout import store_id_token
+
+        store_id_token(self.request, id_token)
+
     def _verify_jws(self, payload: Any, key: Any) -> dict:
         """Check the signature (and algorithm) and the issuer, audience and times of an ID token.
 

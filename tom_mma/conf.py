@@ -70,6 +70,8 @@ DEFAULTS: dict = {
     "OIDC_SUPERUSER_SUBJECTS": [],
     "OIDC_ALLOW_STAFF_LOGIN": True,
     "OIDC_PROVIDER_NAME": "single sign-on",
+    # logging out of the TOM also ends the provider's session (tom_mma.oidc.logout.ProviderLogoutMiddleware)
+    "OIDC_LOGOUT_AT_PROVIDER": True,
     # The multi-messenger linker (tom_mma.linking): windows in seconds (transient time minus GW time) by a
     # transient's source or messenger ("default" for the rest): GRBs -1..+5 s as LVK's RAVEN searches,
     # neutrino tracks +-500 s, supernova neutrinos +-10 s; and the window between two transients.

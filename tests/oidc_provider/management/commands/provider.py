@@ -37,6 +37,8 @@ class Command(BaseCommand):
                     "client_type": Application.CLIENT_CONFIDENTIAL,
                     "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
                     "redirect_uris": options["redirect_uri"],
+                    # the TOM's home page, where its logout ends (RP-initiated logout comes back there)
+                    "post_logout_redirect_uris": options["redirect_uri"].split("/oidc/", 1)[0] + "/",
                     "algorithm": Application.RS256_ALGORITHM,
                     "skip_authorization": True,
                     "name": "the TOM",
