@@ -26,6 +26,7 @@ batch of one, so every feature has one definition, whether a light curve is scor
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -186,7 +187,6 @@ def _column(name: str) -> int:
 
 
 _NAN = math.nan
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -214,43 +214,40 @@ class FeatureBatch:
 
 
 def _points(curves: Sequence[tuple[Sequence[Observation], GWContext | None]]):
-    """The placed points with finite time and magnitude of every light curve, as sorted arrays."""
-    placed_of: dict = {}
-    curve, mjd, band, mag, offset, err, upper = [], [], [], [], [], [], []
-    unused = []
-    for index, (observations, _) in enumerate(curves):
-        bad: set[str] = set()
-        for obs in observations:
-            key = (obs.band, obs.system)
-            placed = placed_of.get(key, _MISSING)
-            if placed is _MISSING:
-                placed = _placed(obs)
-                placed_of[key] = None if placed is None else (BANDS.index(placed[0]), placed[1])
-                placed = placed_of[key]
-            if placed is None:
-                bad.add(str(obs.band))
-                continue
-            curve.append(index)
-            mjd.append(obs.mjd)
-            band.append(placed[0])
-            offset.append(placed[1])
-            mag.append(obs.magnitude)
-            e = obs.magnitude_error
-            err.append(_NAN if e is None else e)
-            upper.append(bool(obs.upper_limit))
-        unused.append(sorted(bad))
-    c = np.array(curve, dtype=np.intp)
-    t = np.array(mjd, dtype=float)
-    m = np.array(mag, dtype=float)
-    finite = np.isfinite(t) & np.isfinite(m)
-    e = np.array(err, dtype=float)
+    """The placed points with finite time and magnitude of every light curve, as sorted arrays.
+
+    Also the unused bands of each light curve. The observations' fields are read in one pass each and every
+    distinct band name is placed once; the rest is numpy.
+    """
+    lengths = [len(observations) for observations, _ in curves]
+    points = list(itertools.chain.from_iterable(observations for observations, _ in curves))
+    names = [obs.band for obs in points]
+    keys = list(zip(names, [obs.system for obs in points], strict=True))
+    distinct = {key: k for k, key in enumerate(dict.fromkeys(keys))}
+    band_of, offset_of = np.full(len(distinct), -1, dtype=np.intp), np.zeros(len(distinct))
+    for key, k in distinct.items():
+        try:
+            placed = photometric_band(*key)
+        except ValueError:
+            placed = None
+        if placed is not None:
+            band_of[k], offset_of[k] = BANDS.index(placed[0]), placed[1]
+    code = np.array([distinct[key] for key in keys], dtype=np.intp)
+    c = np.repeat(np.arange(len(curves), dtype=np.intp), lengths)
+    b, offset = band_of[code], offset_of[code]
+    unused: list[set[str]] = [set() for _ in curves]
+    for k in np.flatnonzero(b < 0).tolist():
+        unused[c[k]].add(str(names[k]))
+    t = np.array([obs.mjd for obs in points], dtype=float)
+    m = np.array([obs.magnitude for obs in points], dtype=float)
+    e = np.array([obs.magnitude_error for obs in points], dtype=float)  # None: nan
+    u = np.array([bool(obs.upper_limit) for obs in points], dtype=bool)
+    keep = (b >= 0) & np.isfinite(t) & np.isfinite(m)
     e = np.where(np.isfinite(e) & (e > 0), e, kernels.DEFAULT_ERROR)
-    b = np.array(band, dtype=np.intp)
-    u = np.array(upper, dtype=bool)
-    m = m + np.array(offset, dtype=float)
-    c, t, m, e, b, u = (a[finite] for a in (c, t, m, e, b, u))
+    m = m + offset
+    c, t, m, e, b, u = (a[keep] for a in (c, t, m, e, b, u))
     order = np.lexsort((u, b, t, c))  # stable: equal points keep their order
-    return tuple(a[order] for a in (c, t, m, e, b, u)), unused
+    return tuple(a[order] for a in (c, t, m, e, b, u)), [sorted(bad) for bad in unused]
 
 
 def extract_features_many(curves: Sequence[tuple[Sequence[Observation], GWContext | None]]) -> FeatureBatch:
@@ -282,7 +279,7 @@ def extract_features_many(curves: Sequence[tuple[Sequence[Observation], GWContex
     n_det = np.bincount(dc, minlength=n)
     out[:, _column("n_detections")] = n_det
     counts = np.bincount(dc * kernels.N_BANDS + db, minlength=n * kernels.N_BANDS).reshape(n, kernels.N_BANDS)
-    bands = [[BANDS[k] for k in np.flatnonzero(row).tolist()] for row in counts]
+    bands = [[band for band, seen in zip(BANDS, row, strict=True) if seen] for row in (counts > 0).tolist()]
     has = np.flatnonzero(n_det > 0)
     if len(has) == 0:
         return FeatureBatch(out, bands, unused)
