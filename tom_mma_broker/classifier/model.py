@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .calibration import apply_calibration, decide, group_of, intervals
-from .features import FEATURE_NAMES, GWContext, Observation, extract_features_many
+from .features import FEATURE_NAMES, FeatureBatch, GWContext, Observation, extract_features_many
 
 __all__ = [
     "DEFAULT_ARTIFACT",
@@ -199,41 +199,62 @@ class KilonovaModel:
         """Score a light curve; see :func:`classify` (a batch of one of :meth:`classify_many`)."""
         return self.classify_many([(observations, context)])[0]
 
-    def classify_many(self, curves: Sequence[tuple[Sequence[Observation], GWContext | None]]) -> list[KilonovaScore]:
+    def classify_many(
+        self, curves: Sequence[tuple[Sequence[Observation], GWContext | None]], *, skip_undetected: bool = False
+    ) -> list[KilonovaScore | None]:
         """Score several light curves at once: one feature batch, one call of the model, intervals for all.
 
         Each score is the one :meth:`classify` gives the light curve alone.
 
+        Parameters
+        ----------
+        curves
+            ``(observations, context)`` per light curve.
+        skip_undetected
+            True: a light curve without a detection in a band the classifier uses gets ``None`` instead of
+            an error.
+
         Raises
         ------
         NoDetectionsError
-            When one of them has no detection in a band the classifier uses.
+            When one of them has no detection in a band the classifier uses (and not ``skip_undetected``).
         """
         batch = extract_features_many(curves)
         n_detections = batch.matrix[:, FEATURE_NAMES.index("n_detections")]
-        for k in np.flatnonzero(n_detections == 0).tolist()[:1]:
+        scored = np.flatnonzero(n_detections > 0)
+        if len(scored) < len(curves) and not skip_undetected:
+            k = int(np.flatnonzero(n_detections == 0)[0])
             raise NoDetectionsError(
                 "the light curve has no detection in a band the classifier uses "
                 f"(upper limits alone, or only bands it cannot place: {batch.unused_bands[k]})"
             )
-        raw = self._raw(batch.matrix)
+        results: list[KilonovaScore | None] = [None] * len(curves)
+        for k, result in zip(scored.tolist(), self._scores(batch, scored, curves), strict=True):
+            results[k] = result
+        return results
+
+    def _scores(
+        self, batch: FeatureBatch, rows: np.ndarray, curves: Sequence[tuple[Sequence[Observation], GWContext | None]]
+    ) -> list[KilonovaScore]:
+        matrix = batch.matrix[rows]
+        raw = self._raw(matrix)
         tables = self.metadata.get("calibration", {})
         cleans = [
             {name: (None if value != value else value) for name, value in zip(FEATURE_NAMES, row, strict=True)}
-            for row in batch.matrix.tolist()
+            for row in matrix.tolist()
         ]
         groups = [group_of(clean) for clean in cleans]
         scores = apply_calibration(tables, raw, groups)
         lows, highs = intervals(tables, raw, groups, scores)
         op = self.metadata["operating_point"]
         results = []
-        for k, ((_, context), clean, score) in enumerate(zip(curves, cleans, scores.tolist(), strict=True)):
+        for i, (k, clean, score) in enumerate(zip(rows.tolist(), cleans, scores.tolist(), strict=True)):
             decision = decide(score, clean, op)
             evidence = {
-                "n_detections": int(n_detections[k]),
+                "n_detections": int(clean["n_detections"]),
                 "bands": batch.bands[k],
                 "span_days": round(float(clean["span_days"]), 6),
-                "gw_context": context is not None,
+                "gw_context": curves[k][1] is not None,
                 "unused_bands": batch.unused_bands[k],
             }
             results.append(
@@ -241,7 +262,7 @@ class KilonovaModel:
                     score=score,
                     model_version=self.version,
                     features=clean,
-                    score_interval=(float(lows[k]), float(highs[k])),
+                    score_interval=(float(lows[i]), float(highs[i])),
                     is_candidate=decision.is_candidate,
                     reason=decision.reason,
                     evidence=evidence,
