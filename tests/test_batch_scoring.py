@@ -99,3 +99,31 @@ def test_the_task_scores_a_batch_eagerly(settings):
     assert classify_candidates.apply(args=[pks]).get() == 5
     assert classify_candidates.apply(args=[pks]).get() == 0
     assert Classification.objects.count() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_collect_on_commit_flushes_each_transactions_items_once():
+    from django.db import transaction
+
+    from tom_mma.deferred import collect_on_commit
+
+    flushed: list[list] = []
+    with transaction.atomic():
+        for item in (3, 1, 3, 2):
+            collect_on_commit("k", item, flushed.append)
+        assert flushed == []  # nothing before the commit
+    assert flushed == [[3, 1, 2]]  # once, in the order first added, without repeats
+    flushed.clear()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                collect_on_commit("k", 7, flushed.append)  # registers in a savepoint that rolls back
+                raise RuntimeError
+        except RuntimeError:
+            pass
+        collect_on_commit("k", 8, flushed.append)
+        collect_on_commit("other", 9, flushed.append)
+    assert flushed == [[8], [9]]  # 7 went with its savepoint; one flush per key
+    flushed.clear()
+    collect_on_commit("k", 5, flushed.append)  # outside a transaction: at once
+    assert flushed == [[5]]
