@@ -182,8 +182,8 @@ def detections(observations: Sequence[Observation]) -> list[Observation]:
     ]
 
 
-def _column(name: str) -> int:
-    return FEATURE_NAMES.index(name)
+_COLUMNS = {name: k for k, name in enumerate(FEATURE_NAMES)}
+_column = _COLUMNS.__getitem__
 
 
 _NAN = math.nan

@@ -297,12 +297,11 @@ def postdet_fade_rates(
     key = (c * N_BANDS + b).astype(np.int64) * n_ranks + det_rank
     order = np.argsort(key, kind="stable")  # ties (same time) keep the points' order: the latest is last
     sorted_key = key[order]
-    latest = np.full((len(limit_c), N_BANDS), -1)
-    for band in range(N_BANDS):
-        group = (limit_c * N_BANDS + band).astype(np.int64)
-        pos = np.searchsorted(sorted_key, group * n_ranks + limit_rank, side="left") - 1
-        found = (pos >= 0) & (sorted_key[np.maximum(pos, 0)] // n_ranks == group)
-        latest[found, band] = order[pos[found]]
+    # per limit and band: the last detection before the limit (the one just below its key), if of that band
+    group = (limit_c[:, None] * N_BANDS + np.arange(N_BANDS)[None, :]).astype(np.int64)
+    pos = np.searchsorted(sorted_key, group * n_ranks + limit_rank[:, None], side="left") - 1
+    found = (pos >= 0) & (sorted_key[np.maximum(pos, 0)] // n_ranks == group)
+    latest = np.where(found, order[np.maximum(pos, 0)], -1)
     distance = np.abs(np.arange(N_BANDS)[None, :] - limit_b[:, None])
     distance = np.where(latest >= 0, distance, N_BANDS)
     nearest = distance.min(axis=1)
