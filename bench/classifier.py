@@ -3,14 +3,17 @@
 * Throughput, on one core (this process, one thread): 10,000 light curves (``--curves`` synthetic light curves
   of every kind and survey, seeded, and ``--prefixes`` growing prefixes of each, as the broker scores them)
   scored with features + model, one by one (``KilonovaModel.classify``) and in batches of ``--batch``
-  (``classify_many``).
+  (``classify_many``); and the features alone in the same batches (``extract_features_many``).
 * Peer, same run and light curves: the ``light-curve`` package (Malanchev et al. 2021; the Rust feature
   extractor brokers use), computing a standard set of 8 features per band with enough detections, one
-  light curve at a time: features only, no model. ``ratio_vs_light_curve`` is ours (one by one) over it.
+  light curve at a time: features only, no model. ``ratio_vs_light_curve`` is ours (one by one, with the
+  model) over it; ``ratio_features_batched_vs_light_curve`` our batched features alone over it.
 * Latency through a Redis-backed worker: a Celery worker (solo pool) of the example TOM on Redis and
   PostgreSQL; for ``--latency-candidates`` candidates, photometry points are stored and
   ``classify_candidate`` enqueued, one candidate every ``--latency-gap`` seconds; the time from the enqueue
-  to the stored classification row (its ``created`` timestamp), p50 and p99.
+  to the stored classification row (its ``created`` timestamp), p50 and p99. Then ``--worker-batch``
+  candidates stored at once and scored by the same worker in ``classify_candidates`` tasks (batches of
+  ``BATCH_SIZE``): candidates per second from the first enqueue to the last stored row.
 
 The last line printed is one JSON object.
 
@@ -69,6 +72,7 @@ def throughput(lcs: list[list], batch: int) -> dict:
     from threadpoolctl import threadpool_limits
 
     from tom_mma_broker.classifier import load_model
+    from tom_mma_broker.classifier.features import extract_features_many
 
     model = load_model()
     model.classify(lcs[0])  # warm up (imports, first call)
@@ -81,7 +85,12 @@ def throughput(lcs: list[list], batch: int) -> dict:
         for k in range(0, len(lcs), batch):
             model.classify_many([(lc, None) for lc in lcs[k : k + batch]])
         batched = time.perf_counter() - started
+        started = time.perf_counter()
+        for k in range(0, len(lcs), batch):
+            extract_features_many([(lc, None) for lc in lcs[k : k + batch]])
+        features_only = time.perf_counter() - started
     return {
+        "features_per_s_batched": round(len(lcs) / features_only, 1),
         "model_version": model.version,
         "lightcurves": len(lcs),
         "lightcurves_per_s": round(len(lcs) / one, 1),
@@ -131,7 +140,37 @@ def peer(lcs: list[list]) -> dict:
     }
 
 
-def latency(n: int, redis_url: str, gap: float) -> dict:
+def _worker_batched(n: int, Candidate, CandidatePoint, Classification) -> dict:  # noqa: N803 - model classes
+    """``n`` candidates stored at once, then scored by the worker in ``classify_candidates`` tasks."""
+    from tom_mma_broker.classification import BATCH_SIZE
+    from tom_mma_broker.tasks import classify_candidates
+
+    if not n:
+        return {}
+    pks = []
+    for i, lc in enumerate(light_curves(n, 1, seed=3)):
+        cand = Candidate.objects.create(name=f"bench-batch-{i}", ra=float(i % 360), dec=1.0)
+        CandidatePoint.objects.bulk_create(
+            CandidatePoint(candidate=cand, point_id=f"b{i}-{k}", mjd=o.mjd, band=o.band, magnitude=o.magnitude,
+                           magnitude_error=o.magnitude_error, upper_limit=o.upper_limit)
+            for k, o in enumerate(lc)
+        )  # fmt: skip
+        pks.append(cand.pk)
+    started = time.time()
+    for k in range(0, n, BATCH_SIZE):
+        classify_candidates.delay(pks[k : k + BATCH_SIZE])
+    deadline = started + 300
+    while Classification.objects.filter(candidate_id__in=pks).count() < n and time.time() < deadline:
+        time.sleep(0.1)
+    last = max(Classification.objects.filter(candidate_id__in=pks).values_list("created", flat=True))
+    return {
+        "worker_batched_candidates": n,
+        "worker_batched_completed": Classification.objects.filter(candidate_id__in=pks).count() == n,
+        "worker_batched_candidates_per_s": round(n / (last.timestamp() - started), 1),
+    }
+
+
+def latency(n: int, redis_url: str, gap: float, batched_candidates: int = 0) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="tom-mma-bench-classifier-"))
     db = f"tom_mma_benchcls_{uuid.uuid4().hex[:8]}"
     subprocess.run(["psql", PG_ADMIN, "-qc", f"CREATE DATABASE {db}"], check=True)
@@ -193,7 +232,9 @@ def latency(n: int, redis_url: str, gap: float) -> dict:
             time.sleep(0.2)
         rows = Classification.objects.filter(candidate_id__in=enqueued).values_list("candidate_id", "created")
         delays = [created.timestamp() - enqueued[pk] for pk, created in rows]
+        worker_batched = _worker_batched(batched_candidates, Candidate, CandidatePoint, Classification)
         return {
+            **worker_batched,
             "latency_samples": len(delays),
             "latency_completed": len(delays) == len(enqueued),
             "p50_s": round(percentile(delays, 0.5), 4),
@@ -218,6 +259,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--latency-candidates", type=int, default=200, help="0: skip the worker latency")
     parser.add_argument("--latency-gap", type=float, default=0.1, help="seconds between two enqueued candidates")
+    parser.add_argument(
+        "--worker-batch",
+        type=int,
+        default=2000,
+        help="candidates scored by the worker in classify_candidates tasks (0: skip)",
+    )
     parser.add_argument("--redis-url", default=REDIS_URL, help=f"Celery broker (default {REDIS_URL}; emptied)")
     args = parser.parse_args()
     lcs = light_curves(args.curves, args.prefixes)
@@ -225,8 +272,11 @@ def main() -> None:
     figures.update(throughput(lcs, args.batch))
     figures.update(peer(lcs))
     figures["ratio_vs_light_curve"] = round(figures["lightcurves_per_s"] / figures["peer_lightcurves_per_s"], 3)
+    figures["ratio_features_batched_vs_light_curve"] = round(
+        figures["features_per_s_batched"] / figures["peer_lightcurves_per_s"], 3
+    )
     if args.latency_candidates:
-        figures.update(latency(args.latency_candidates, args.redis_url, args.latency_gap))
+        figures.update(latency(args.latency_candidates, args.redis_url, args.latency_gap, args.worker_batch))
     print(json.dumps(figures))
 
 

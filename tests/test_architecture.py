@@ -34,7 +34,7 @@ LAYER_MAP = [
     (r"^tom_mma(_broker)?\.schemas(\..*)?$", "base"),
     (r"^tom_mma_broker\.(formats|subjects)$", "base"),  # subjects: pure text of a message
     (r"^tom_mma\.gw\.(skymaps|notices|healpix)$", "base"),
-    (r"^tom_mma_broker\.classifier\.(features|synthetic|datasets)$", "base"),
+    (r"^tom_mma_broker\.classifier\.(bands|features|kernels|surveys|synthetic|datasets)$", "base"),
     (r"^tom_mma(_broker)?\.models(\..*)?$", "models"),
     (r"^tom_mma(_broker)?\.handlers(\..*)?$", "handlers"),
     (

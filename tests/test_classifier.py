@@ -232,6 +232,63 @@ def test_at2017gfo_every_band_of_a_published_compilation_is_used(at2017gfo_all):
     assert features.unused_bands(at2017gfo_all) == ["C", "F225W", "F275W", "J8.9", "M2", "W", "W1", "W2", "w"]
 
 
+def _prefixes(observations, k: int) -> list[list[Observation]]:
+    """``k`` growing prefixes (by time) of a light curve, as the broker scores it point by point."""
+    ordered = sorted(observations, key=lambda o: o.mjd)
+    return [ordered[:end] for end in np.unique(np.linspace(1, len(ordered), k).round().astype(int)).tolist()]
+
+
+def _every_kind_and_survey() -> list[tuple[list[Observation], GWContext | None]]:
+    """Seeded synthetic light curves of every kind and survey, prefixes of each, with and without context."""
+    rng = np.random.default_rng(20261203)
+    curves = []
+    for kind in (synthetic.KILONOVA, *synthetic.NEGATIVE_KINDS):
+        for survey in synthetic.SURVEYS:
+            for _ in range(2):
+                example = synthetic.make_example(kind, rng, survey)
+                for prefix in _prefixes(example.observations, 5):
+                    curves += [(prefix, None), (prefix, example.context)]
+    return curves
+
+
+def test_batched_features_equal_one_by_one(at2017gfo_all, at2017gfo_decam):
+    """A light curve's features in a batch are its features alone, whatever else the batch holds."""
+    context = GWContext(merger_mjd=MERGER_MJD, distance_mpc=40.0, credible_level=0.3)
+    curves = _every_kind_and_survey()
+    for observations in (at2017gfo_all, at2017gfo_decam):
+        curves += [(prefix, ctx) for prefix in _prefixes(observations, 10) for ctx in (None, context)]
+    curves += [(prefix, None) for _, obs in datasets.load_alerce_sne().values() for prefix in _prefixes(obs, 4)]
+    noisy = list(reversed(at2017gfo_decam[:9])) + [Observation(57983.0, "UVW2", 17.0, 0.1)]
+    curves += [(noisy, None), ([], None), ([Observation(57983.0, "r", 21.0, upper_limit=True)], context)]
+    assert len(curves) > 900
+    batch = features.extract_features_many(curves)
+    alone = np.array([list(extract_features(obs, ctx).values()) for obs, ctx in curves])
+    assert batch.matrix.shape == alone.shape == (len(curves), len(FEATURE_NAMES))
+    np.testing.assert_allclose(batch.matrix, alone, rtol=1e-9, atol=1e-12)  # nan where nan, too
+    assert batch.bands == [features.extract_features_many([curve]).bands[0] for curve in curves]
+    assert batch.unused_bands == [features.unused_bands(obs) for obs, _ in curves]
+    # another order of the same batch: every row is the same
+    order = np.random.default_rng(1).permutation(len(curves))
+    shuffled = features.extract_features_many([curves[k] for k in order])
+    np.testing.assert_allclose(shuffled.matrix, batch.matrix[order], rtol=1e-9, atol=1e-12)
+
+
+def test_features_are_those_of_the_per_light_curve_code(at2017gfo_all, at2017gfo_decam):
+    """The batched features give what kilonova-v2 was trained on: the per-light-curve code's features of
+    the real light curves (tests/data/classifier/features_v2_reference.json, written by that code)."""
+    reference = json.loads((DATA / "features_v2_reference.json").read_text())
+    assert reference["feature_names"] == list(FEATURE_NAMES)
+    light_curves = {"AT2017gfo_okc": at2017gfo_all, "AT2017gfo_decam": at2017gfo_decam}
+    light_curves.update({oid: obs for oid, (_, obs) in datasets.load_alerce_sne().items()})
+    curves = []
+    for row in reference["rows"]:
+        ordered = sorted(light_curves[row["curve"]], key=lambda o: o.mjd)
+        curves.append((ordered[: row["points"]], None if row["context"] is None else GWContext(*row["context"])))
+    expected = np.array([[math.nan if v is None else v for v in row["features"]] for row in reference["rows"]])
+    assert len(curves) == 122
+    np.testing.assert_allclose(features.extract_features_many(curves).matrix, expected, rtol=1e-9, atol=1e-12)
+
+
 # ----------------------------------------------------------------------------------------------- generator
 
 
@@ -395,6 +452,38 @@ def test_no_detection_is_a_value_error(observations):
     with pytest.raises(NoDetectionsError):
         classify(observations)
     assert issubclass(NoDetectionsError, ValueError)
+
+
+def test_classify_many_gives_each_light_curve_its_own_score(shipped):
+    """Batched scoring: the score, interval, decision, reason and evidence of each light curve alone."""
+    curves = _every_kind_and_survey()[::2]
+    curves = [(obs, ctx) for obs, ctx in curves if features.detections(obs)]
+    batched = shipped.classify_many(curves)
+    assert len(batched) == len(curves) > 150 and any(r.is_candidate for r in batched)
+    for (observations, context), result in zip(curves, batched, strict=True):
+        alone = shipped.classify(observations, context)
+        assert result.score == pytest.approx(alone.score, rel=1e-9, abs=1e-12)
+        assert result.score_interval == pytest.approx(alone.score_interval, rel=1e-9, abs=1e-12)
+        assert (result.is_candidate, result.reason) == (alone.is_candidate, alone.reason)
+        assert result.evidence == alone.evidence
+        assert result.features.keys() == alone.features.keys()
+        for name, value in result.features.items():
+            assert (value is None) == (alone.features[name] is None)
+            assert value is None or value == pytest.approx(alone.features[name], rel=1e-9, abs=1e-12)
+    with pytest.raises(NoDetectionsError):
+        shipped.classify_many(curves[:3] + [([Observation(60000.0, "r", 21.0, upper_limit=True)], None)])
+
+
+def test_batched_intervals_are_the_one_by_one_intervals(shipped):
+    tables = shipped.metadata["calibration"]
+    rng = np.random.default_rng(5)
+    raw, scores = rng.uniform(0, 1, 200), rng.uniform(0, 1, 200)
+    groups = [calibration.GROUPS[k] for k in rng.integers(0, len(calibration.GROUPS), 200)] + ["nowhere"]
+    raw, scores = np.append(raw, 0.5), np.append(scores, 0.5)
+    low, high = calibration.intervals(tables, raw, groups, scores)
+    for k, group in enumerate(groups):
+        assert (low[k], high[k]) == pytest.approx(calibration.interval(tables, raw[k], group, scores[k]))
+    assert (low[-1], high[-1]) == (0.0, 1.0) and np.all(low < high)
 
 
 def test_calibrated_scores_are_monotonic_in_the_raw_score(shipped):

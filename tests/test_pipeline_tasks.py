@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 
 import pytest
@@ -55,10 +56,35 @@ def test_a_batch_of_points_queues_one_classification_per_candidate(celery_on_red
         assert queued_tasks(celery_on_redis) == []  # nothing before the commit
     gfo, second = Candidate.objects.get(name="AT2017gfo"), Candidate.objects.get(name="AT-other")
     assert CandidatePoint.objects.filter(candidate=gfo).count() == 7
-    assert sorted(queued_tasks(celery_on_redis)) == sorted(
-        [("tom_mma_broker.tasks.classify_candidate", f"({gfo.pk},)"),
-         ("tom_mma_broker.tasks.classify_candidate", f"({second.pk},)")]
-    )  # fmt: skip
+    # the batch's candidates in one task, each once, in the order their points came
+    expected = ("tom_mma_broker.tasks.classify_candidates", f"([{gfo.pk}, {second.pk}],)")
+    assert queued_tasks(celery_on_redis) == [expected]
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_classifies_the_candidates_of_a_batch_in_one_task(celery_on_redis, tmp_path):
+    from tests.conftest import start_worker, stop_worker
+    from tom_mma_broker.models import Classification
+
+    topic = "phot.worker"
+    other = photometry(4, object_name="AT-worker", aliases=[], ra=20.0, dec=-5.0)
+    worker = start_worker(tmp_path / "worker.log")
+    try:
+        with transaction.atomic():
+            Ingestor({topic: photometry_handler}).ingest(envelopes(topic, photometry(6) + other))
+        names = {"AT2017gfo", "AT-worker"}
+        deadline = time.monotonic() + 90
+        while Classification.objects.filter(candidate__name__in=names).count() < 2:
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        stop_worker(worker)
+    log = (tmp_path / "worker.log").read_text()
+    assert log.count("tom_mma_broker.tasks.classify_candidates[") >= 1 and "classify_candidate[" not in log
+    rows = Classification.objects.filter(candidate__name__in=names)
+    assert sorted(rows.values_list("candidate__name", "n_points")) == [("AT-worker", 4), ("AT2017gfo", 6)]
 
 
 @pytest.mark.redis

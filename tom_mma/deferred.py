@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["drain", "in_stream_thread", "send", "send_once_on_commit", "stream_thread"]
+__all__ = ["collect_on_commit", "drain", "in_stream_thread", "send", "send_once_on_commit", "stream_thread"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +113,41 @@ def send_once_on_commit(key: Any, task: Any, *args: Any, using: str | None = Non
         return
     pending[key] = callback
     transaction.on_commit(callback, using=using, robust=True)
+
+
+def collect_on_commit(key: Any, item: Any, flush: Any, using: str | None = None) -> None:
+    """Gather ``item`` under ``key`` and call ``flush(items)`` once, after the current transaction commits.
+
+    The batched sibling of :func:`send_once_on_commit`: every item added under ``key`` in one transaction
+    (an ingest batch) reaches one call of ``flush`` with the items in the order first added, without repeats
+    (e.g. one classification task for all the candidates that got points in the batch). The same
+    bookkeeping of Django's pending commit callbacks: items added after the registering savepoint rolled
+    back start a new collection; items of a rolled-back savepoint that did not register it stay in the
+    collection (the work they cause must be idempotent). Outside a transaction, ``flush([item])`` runs at once.
+    """
+    from django.db import transaction
+
+    connection = transaction.get_connection(using)
+    if not connection.in_atomic_block:
+        transaction.on_commit(lambda: flush([item]), using=using, robust=True)
+        return
+    registered = {id(entry[1]) for entry in connection.run_on_commit}
+    pending: dict[Any, tuple[Any, dict]] = getattr(connection, _COLLECTED_ATTR, {})
+    pending = {k: entry for k, entry in pending.items() if id(entry[0]) in registered}
+    setattr(connection, _COLLECTED_ATTR, pending)
+    if key in pending:
+        pending[key][1].setdefault(item, None)
+        return
+    items: dict = {item: None}
+
+    def callback() -> None:
+        flush(list(items))
+
+    pending[key] = (callback, items)
+    transaction.on_commit(callback, using=using, robust=True)
+
+
+_COLLECTED_ATTR = "_tom_mma_collected_sends"
 
 
 def drain(timeout: float | None = None) -> bool:

@@ -59,15 +59,25 @@ def on_outbox_queued(sender: Any, **kwargs: Any) -> None:
 def on_candidate_points_added(sender: Any, candidate_pk: int, **kwargs: Any) -> None:
     """New points of a candidate (inside the ingest transaction): classify it once, after the commit.
 
-    The points of one candidate that arrive in one batch are scored together
-    (:func:`tom_mma.deferred.send_once_on_commit`); a send that fails (Redis down) is logged, and the sweep
-    (:func:`tom_mma_broker.tasks.sweep`) finds the candidate later.
+    The points of one candidate that arrive in one batch are scored together, and the candidates of one
+    batch in one task (:func:`tom_mma.deferred.collect_on_commit`): ``classify_candidate`` for a single
+    candidate, ``classify_candidates`` for several. A send that fails (Redis down) is logged, and the sweep
+    (:func:`tom_mma_broker.tasks.sweep`) finds the candidates later.
     """
     from tom_mma import deferred
 
-    from .tasks import classify_candidate
+    deferred.collect_on_commit("tom_mma_broker.classify", candidate_pk, _send_classification)
 
-    deferred.send_once_on_commit(("classify", candidate_pk), classify_candidate, candidate_pk)
+
+def _send_classification(candidate_pks: list[int]) -> None:
+    from tom_mma import deferred
+
+    from .tasks import classify_candidate, classify_candidates
+
+    if len(candidate_pks) == 1:
+        deferred.send(classify_candidate, candidate_pks[0])
+    else:
+        deferred.send(classify_candidates, candidate_pks)
 
 
 def on_events_linked(sender: Any, link: Any, created: bool, **kwargs: Any) -> None:

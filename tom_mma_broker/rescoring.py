@@ -31,26 +31,29 @@ def stale_candidates(model_version: str | None = None) -> QuerySet:
 def rescore(candidate_pks: Iterable[int], progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """Classify each candidate with the installed model (idempotent: once per model and set of points).
 
+    In batches of :data:`~tom_mma_broker.classification.BATCH_SIZE` (:func:`score_candidates`).
+
     Parameters
     ----------
     candidate_pks
         The candidates to score.
     progress
-        Called as ``progress(done, total)`` after each candidate.
+        Called as ``progress(done, total)`` after each batch.
 
     Returns
     -------
     dict
         ``{"candidates": n, "classified": new rows, "skipped": no detection or already scored}``.
     """
-    from .classification import score_candidate
+    from .classification import BATCH_SIZE, score_candidates
 
     pks = list(candidate_pks)
     classified = 0
-    for done, pk in enumerate(pks, start=1):
-        classified += score_candidate(pk) is not None
+    for start in range(0, len(pks), BATCH_SIZE):
+        chunk = pks[start : start + BATCH_SIZE]
+        classified += len(score_candidates(chunk))
         if progress is not None:
-            progress(done, len(pks))
+            progress(start + len(chunk), len(pks))
     return {"candidates": len(pks), "classified": classified, "skipped": len(pks) - classified}
 
 

@@ -15,7 +15,7 @@ from . import quarantine
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["rehandle_quarantined", "classify_candidate", "publish_outbox", "sweep"]
+__all__ = ["rehandle_quarantined", "classify_candidate", "classify_candidates", "publish_outbox", "sweep"]
 
 
 @shared_task(
@@ -45,6 +45,23 @@ def classify_candidate(candidate_pk: int) -> float | None:
     return None if result is None else result.score
 
 
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=10,
+)
+def classify_candidates(candidate_pks: list[int]) -> int:
+    """Classify several candidates at once (one model call, one query for their points, one insert).
+
+    Idempotent as :func:`classify_candidate`; returns the number of new classifications.
+    """
+    from .classification import score_candidates
+
+    return len(score_candidates(candidate_pks))
+
+
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def publish_outbox(self) -> int:
     """Send queued derived alerts; while the broker does not take them, retry with backoff (forever)."""
@@ -71,8 +88,10 @@ def sweep() -> dict[str, int]:
     from .outbox import pending_count
 
     pks = list(unclassified_candidates().values_list("pk", flat=True)[:1000])
-    for pk in pks:
-        classify_candidate.delay(pk)
+    if len(pks) == 1:
+        classify_candidate.delay(pks[0])
+    elif pks:
+        classify_candidates.delay(pks)
     pending = pending_count()
     if pending:
         publish_outbox.delay()

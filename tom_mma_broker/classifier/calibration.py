@@ -35,6 +35,7 @@ __all__ = [
     "fit_calibration",
     "group_of",
     "interval",
+    "intervals",
 ]
 
 GROUPS = ("1", "2", "3", "4+", "1/gw", "2/gw", "3/gw", "4+/gw")
@@ -167,28 +168,68 @@ def apply_calibration(tables: Mapping[str, Any], raw: np.ndarray, groups: Sequen
     return out
 
 
-def _beta_interval(p: float, n: int) -> tuple[float, float]:
+def _beta_intervals(p: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from scipy.special import betaincinv  # the Beta quantile, without scipy.stats' per-call overhead
 
     a, b = p * n + 0.5, (1 - p) * n + 0.5
-    return float(betaincinv(a, b, (1 - _LEVEL) / 2)), float(betaincinv(a, b, 1 - (1 - _LEVEL) / 2))
+    return betaincinv(a, b, (1 - _LEVEL) / 2), betaincinv(a, b, 1 - (1 - _LEVEL) / 2)
+
+
+def _beta_interval(p: float, n: int) -> tuple[float, float]:
+    low, high = _beta_intervals(np.array([float(p)]), np.array([float(n)]))
+    return float(low[0]), float(high[0])
+
+
+def intervals(
+    tables: Mapping[str, Any], raw: np.ndarray, groups: Sequence[str], scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The 90 % intervals of the kilonova probabilities of several light curves, at once.
+
+    Per light curve, a Jeffreys interval around its calibrated score, as if it were a fraction measured on
+    as many distinct calibration light curves as its group's raw-score bin holds: the fewer simulations
+    look like it, the wider; ``(0, 1)`` for a group without a table.
+
+    Parameters
+    ----------
+    tables
+        The calibration tables (:func:`fit_calibration`).
+    raw, groups, scores
+        Per light curve: the raw model output, the evidence group (:func:`group_of`), the calibrated score.
+
+    Returns
+    -------
+    (low, high)
+        Two arrays, one bound per light curve.
+    """
+    raw = np.asarray(raw, dtype=float)
+    scores = np.asarray(scores, dtype=float)
+    groups_arr = np.asarray(groups)
+    low, high = np.zeros(len(raw)), np.ones(len(raw))
+    for name, table in tables.get("groups", {}).items():
+        sel = np.flatnonzero(groups_arr == name)
+        if len(sel) == 0:
+            continue
+        k = np.searchsorted(table["edges"], raw[sel], side="right") - 1
+        k = np.clip(k, 0, len(table["low"]) - 1)
+        low[sel], high[sel] = _beta_intervals(scores[sel], np.asarray(table["n"], dtype=float)[k])
+    return low, high
 
 
 def interval(tables: Mapping[str, Any], raw: float, group: str, score: float | None = None) -> tuple[float, float]:
     """The 90 % interval of the kilonova probability of one light curve (``(0, 1)`` where unknown).
 
-    A Jeffreys interval around the calibrated ``score`` (the bin's mean calibrated score if not given), as
-    if it were a fraction measured on the bin's number of distinct calibration light curves: the fewer
-    simulations look like this one, the wider.
+    A Jeffreys interval around the calibrated ``score`` (:func:`intervals` of one light curve); without a
+    score, the bin's interval around its mean calibrated score.
     """
     table = tables.get("groups", {}).get(group)
     if table is None:
         return 0.0, 1.0
-    k = int(np.searchsorted(table["edges"], raw, side="right")) - 1
-    k = min(max(k, 0), len(table["low"]) - 1)
     if score is None:
+        k = int(np.searchsorted(table["edges"], raw, side="right")) - 1
+        k = min(max(k, 0), len(table["low"]) - 1)
         return float(table["low"][k]), float(table["high"][k])
-    return _beta_interval(float(score), int(table["n"][k]))
+    low, high = intervals(tables, np.array([raw]), [group], np.array([score]))
+    return float(low[0]), float(high[0])
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,23 @@ the absolute magnitude implied by the event's distance.
 
 Missing features (a band never seen, a rate that needs two points, no GW context) are ``nan``; the model
 (histogram gradient boosting) handles ``nan`` natively.
+
+The features are computed for many light curves at once (:func:`extract_features_many`: numpy over the
+concatenated points of a batch, in :mod:`~tom_mma_broker.classifier.kernels`); :func:`extract_features` is a
+batch of one, so every feature has one definition, whether a light curve is scored alone or with others.
 """
 
 from __future__ import annotations
 
-import functools
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from . import kernels
+from .bands import BAND_WAVELENGTH_AA, BANDS, VEGA_TO_AB, canonical_band, photometric_band
 
 __all__ = [
     "BANDS",
@@ -35,114 +42,16 @@ __all__ = [
     "FEATURE_NAMES",
     "GW_FEATURE_NAMES",
     "VEGA_TO_AB",
+    "FeatureBatch",
     "GWContext",
     "Observation",
     "canonical_band",
     "detections",
     "extract_features",
+    "extract_features_many",
     "photometric_band",
     "unused_bands",
 ]
-
-BANDS = ("u", "g", "r", "i", "z", "y", "J", "H", "K")
-"""The canonical bands, blue to red."""
-
-BAND_WAVELENGTH_AA = {
-    "u": 3560.0,
-    "g": 4750.0,
-    "r": 6250.0,
-    "i": 7650.0,
-    "z": 9000.0,
-    "y": 9800.0,
-    "J": 12350.0,
-    "H": 16620.0,
-    "K": 21590.0,
-}
-"""Effective wavelengths of the canonical bands (Angstrom; SDSS/PS1/Rubin-like ugrizy, 2MASS JHKs)."""
-
-VEGA_TO_AB = {
-    "U": 0.79,
-    "B": -0.09,
-    "V": 0.02,
-    "R": 0.21,
-    "I": 0.45,
-    "J": 0.91,
-    "H": 1.39,
-    "K": 1.85,
-    "Y": 0.634,
-    "u": 0.91,
-    "g": -0.08,
-    "r": 0.16,
-    "i": 0.37,
-    "z": 0.54,
-    "y": 0.634,
-}
-"""``m_AB - m_Vega`` per filter (Blanton & Roweis 2007 table 1; Y: Hewett et al. 2006). Keys are filters
-(Johnson-Cousins capitals, SDSS lower case, 2MASS J H K(s)), before the mapping to canonical bands."""
-
-# (filter key, canonical band, default system). Keys are compared after removing spaces, "_", "-", ":" and
-# "." and lower-casing, except the single capital letters of Johnson-Cousins (U B V R I) and Y, which are
-# told apart from SDSS/Rubin u ... y by their case. B and V map to g (nearest in wavelength), R to r, I to i.
-_JOHNSON = {"U": "u", "B": "g", "V": "g", "R": "r", "I": "i"}
-_PREFIXES = (
-    "ztf",
-    "z",
-    "sdss",
-    "ps1",
-    "ps",
-    "panstarrs",
-    "decam",
-    "des",
-    "lsst",
-    "rubin",
-    "megacam",
-    "hsc",
-    "skymapper",
-    "atlas",
-    "gaia",
-    "uvot",
-    "2mass",
-    "ukirt",
-    "vista",
-    "wircam",
-    "grond",
-    "tmass",
-)
-_BAND_ALIASES = {
-    **{b: b for b in "ugrizy"},
-    **{b.lower(): b for b in "JHK"},
-    "ks": "K",
-    "kp": "K",
-    "kshort": "K",
-    "j1": "y",
-    **{f"{b}p": b for b in "ugriz"},
-    "yy": "y",
-    # ZTF alert packets: fid 1, 2, 3
-    "1": "g",
-    "2": "r",
-    "3": "i",
-    # HST ACS/WFC3 (AB), to the nearest canonical band
-    "f336w": "u",
-    "f350lp": None,
-    "f438w": "g",
-    "f475w": "g",
-    "f555w": "g",
-    "f606w": "r",
-    "f625w": "r",
-    "f775w": "i",
-    "f814w": "i",
-    "f850lp": "z",
-    "f850w": "z",
-    "f098m": "y",
-    "f105w": "y",
-    "f110w": "J",
-    "f125w": "J",
-    "f140w": "H",
-    "f160w": "H",
-    # ATLAS cyan/orange are broad: c between g and r, o between r and i
-    "c": None,
-    "o": None,
-}
 
 
 @dataclass(frozen=True)
@@ -195,84 +104,6 @@ class GWContext:
     credible_level: float | None = None
 
 
-def _key(band: str) -> str:
-    return "".join(ch for ch in str(band).strip() if ch not in " _-:.'")
-
-
-@functools.lru_cache(maxsize=4096)
-def photometric_band(band: str, system: str | None = None) -> tuple[str, float] | None:
-    """Canonical band of a filter name and the offset that makes its magnitudes AB.
-
-    Parameters
-    ----------
-    band
-        The filter as written by a survey or a paper.
-    system
-        ``"AB"``, ``"Vega"`` or None (the band's usual system).
-
-    Returns
-    -------
-    (band, offset) or None
-        ``m_AB = m + offset``; None when the classifier cannot place the filter (unfiltered, UV, broad
-        survey bands...).
-
-    Raises
-    ------
-    ValueError
-        ``system`` is neither AB nor Vega.
-
-    The answer is cached per (band, system): a survey writes few distinct names.
-
-    Examples
-    --------
-    >>> photometric_band("ztfg"), photometric_band("ps1::i"), photometric_band("lsstr")
-    (('g', 0.0), ('i', 0.0), ('r', 0.0))
-    >>> photometric_band("R"), photometric_band("Ks"), photometric_band("F814W"), photometric_band("J", "AB")
-    (('r', 0.21), ('K', 1.85), ('i', 0.0), ('J', 0.0))
-    >>> photometric_band("w") is None, photometric_band("UVW1") is None
-    (True, True)
-    """
-    raw = _key(band)
-    if system is not None and str(system).strip().lower() not in ("ab", "vega", ""):
-        raise ValueError(f"photometric system {system!r} of band {band!r}: only AB and Vega are understood")
-    vega_given = system is not None and str(system).strip().lower() == "vega"
-    ab_given = system is not None and str(system).strip().lower() == "ab"
-    if len(raw) == 1 and raw in _JOHNSON:
-        canonical, filt, default_vega = _JOHNSON[raw], raw, True
-    elif raw == "Y":
-        canonical, filt, default_vega = "y", "Y", False
-    else:
-        low = raw.lower()
-        canonical = _BAND_ALIASES.get(low) if low in _BAND_ALIASES else None
-        if canonical is None and low not in _BAND_ALIASES:
-            for prefix in _PREFIXES:
-                rest = low[len(prefix) :]
-                if low.startswith(prefix) and rest in _BAND_ALIASES and rest not in ("1", "2", "3"):
-                    canonical = _BAND_ALIASES[rest]
-                    break
-        if canonical is None:
-            return None
-        filt = canonical if canonical in "JHK" else low[-1] if low[-1] in "ugrizy" else canonical
-        default_vega = canonical in "JHK" and not low.startswith("f")
-    vega = vega_given or (default_vega and not ab_given)
-    offset = VEGA_TO_AB.get(filt, VEGA_TO_AB.get(canonical, 0.0)) if vega else 0.0
-    return canonical, offset
-
-
-def canonical_band(band: str) -> str | None:
-    """The canonical band of a filter name, or None when the classifier cannot place it.
-
-    Examples
-    --------
-    >>> canonical_band("ZTF_r"), canonical_band("DECam-z"), canonical_band("F775W"), canonical_band("V")
-    ('r', 'z', 'i', 'g')
-    >>> canonical_band("UVW2") is None
-    True
-    """
-    placed = photometric_band(band)
-    return None if placed is None else placed[0]
-
-
 def _placed(obs: Observation) -> tuple[str, float] | None:
     try:
         return photometric_band(obs.band, obs.system)
@@ -291,16 +122,6 @@ def unused_bands(observations: Sequence[Observation]) -> list[str]:
     return sorted({str(obs.band) for obs in observations if _placed(obs) is None})
 
 
-# Two points in different bands closer than this in time (days) make a colour.
-_COLOUR_PAIR_MAX_DT = 0.5
-# A slope needs points spread over at least this time (days).
-_MIN_SLOPE_SPAN = 0.1
-# "Recent" fading: detections within this many days of the latest one.
-_RECENT_DAYS = 3.0
-# Added in quadrature to every magnitude error (calibration across telescopes), and the error assumed
-# where none is given.
-_ERROR_FLOOR = 0.03
-_DEFAULT_ERROR = 0.1
 # The band groups of the per-group fading rates.
 _GROUPS = {"blue": ("u", "g"), "red": ("r", "i"), "far_red": ("z", "y"), "nir": ("J", "H", "K")}
 _LOG_WAVELENGTH = {band: math.log10(wl) for band, wl in BAND_WAVELENGTH_AA.items()}
@@ -322,7 +143,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "slope_all",
     "slope_all_err",
     "slope_recent",
-    *(f"slope_{group}" for group in _GROUPS),
+    *(f"slope_{group}" for group in kernels.GROUPS),
     "fade_from_peak",
     "rise_to_peak",
     "days_since_peak",
@@ -340,23 +161,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     *GW_FEATURE_NAMES,
 )
 """Names of the features, in the order the model sees them."""
-
-
-def _usable(observations: Sequence[Observation]) -> list[tuple[float, str, float, float, bool]]:
-    """(mjd, band, AB magnitude, error, upper_limit) of the placed points with finite values, by time."""
-    points = []
-    for obs in observations:
-        placed = _placed(obs)
-        if placed is None:
-            continue
-        mjd, mag = float(obs.mjd), float(obs.magnitude)
-        if not (math.isfinite(mjd) and math.isfinite(mag)):
-            continue
-        err = obs.magnitude_error
-        err = float(err) if err is not None and math.isfinite(float(err)) and float(err) > 0 else _DEFAULT_ERROR
-        points.append((mjd, placed[0], mag + placed[1], err, bool(obs.upper_limit)))
-    points.sort(key=lambda p: (p[0], BANDS.index(p[1]), p[4]))
-    return points
 
 
 def detections(observations: Sequence[Observation]) -> list[Observation]:
@@ -378,77 +182,201 @@ def detections(observations: Sequence[Observation]) -> list[Observation]:
     ]
 
 
-def _weights(err: np.ndarray) -> np.ndarray:
-    return 1.0 / (err**2 + _ERROR_FLOOR**2)
+_COLUMNS = {name: k for k, name in enumerate(FEATURE_NAMES)}
+_column = _COLUMNS.__getitem__
 
 
-def _common_slope(t: np.ndarray, m: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """Error-weighted slope of all bands with one intercept per band (colours held constant), and its error."""
-    num = den = 0.0
-    resid_terms = []
-    for band in sorted(set(b.tolist()), key=BANDS.index):  # a fixed order: the same sums on every run
-        sel = b == band
-        if sel.sum() < 2:
-            continue
-        ws = w[sel]
-        tm = np.dot(ws, t[sel]) / ws.sum()
-        mm = np.dot(ws, m[sel]) / ws.sum()
-        dt = t[sel] - tm
-        num += float(np.dot(ws * dt, m[sel] - mm))
-        den += float(np.dot(ws * dt, dt))
-        resid_terms.append((sel, tm, mm))
-    # the minimum spread of times: _MIN_SLOPE_SPAN between two points, in weighted variance terms
-    if not resid_terms or den <= 0:
-        return math.nan, math.nan
-    spread = sum(float(np.ptp(t[sel])) for sel, _, _ in resid_terms)
-    if spread < _MIN_SLOPE_SPAN:
-        return math.nan, math.nan
-    slope = num / den
-    # the formal error, inflated by the scatter about the fit when it is larger than the errors say
-    chi2 = n = 0.0
-    for sel, tm, mm in resid_terms:
-        r = m[sel] - (mm + slope * (t[sel] - tm))
-        chi2 += float(np.dot(w[sel], r * r))
-        n += int(sel.sum())
-    dof = n - len(resid_terms) - 1
-    scale = max(1.0, chi2 / dof) if dof > 0 else 1.0
-    return slope, math.sqrt(scale / den)
+_NAN = math.nan
 
 
-def _sed_slopes(t: np.ndarray, m: np.ndarray, b: np.ndarray, slope: float) -> list[tuple[float, float]]:
-    """(time, spectral slope) of each epoch with two bands within ``_COLOUR_PAIR_MAX_DT`` days.
+@dataclass(frozen=True)
+class FeatureBatch:
+    """The features of a batch of light curves, with what the classifier reports beside them.
 
-    The slope is ``(m_blue - m_red) / log10(lambda_red / lambda_blue)``: magnitudes per decade of wavelength,
-    positive for a source redder than flat in f_nu. Points are moved to a common time with the fading rate.
+    Parameters
+    ----------
+    matrix
+        One row per light curve, one column per name of :data:`FEATURE_NAMES` (``nan`` where undefined).
+    bands
+        Per light curve, the canonical bands of its detections, blue to red.
+    unused_bands
+        Per light curve, :func:`unused_bands`.
     """
-    shift = 0.0 if math.isnan(slope) else slope
-    order = np.argsort(t, kind="stable")
-    t, m, b = t[order], m[order], b[order]
-    result = []
-    i, n = 0, len(t)
-    while i < n:
-        j = i
-        while j + 1 < n and t[j + 1] - t[i] <= _COLOUR_PAIR_MAX_DT:
-            j += 1
-        bands = sorted(set(b[i : j + 1].tolist()), key=BANDS.index)
-        if len(bands) >= 2:
-            t_ref = float(t[i])
-            xs, ys = [], []
-            for band in bands:
-                sel = b[i : j + 1] == band
-                mm = m[i : j + 1][sel] - shift * (t[i : j + 1][sel] - t_ref)
-                xs.append(_LOG_WAVELENGTH[band])
-                ys.append(float(mm.mean()))
-            x, y = np.array(xs), np.array(ys)
-            dx = x - x.mean()
-            # magnitude rises (fainter) towards the blue for a red source: slope of m against -log(lambda)
-            result.append((t_ref, float(-np.dot(dx, y - y.mean()) / np.dot(dx, dx))))
-        i = j + 1
-    return result
+
+    matrix: np.ndarray
+    bands: list[list[str]]
+    unused_bands: list[list[str]]
+
+    def row(self, index: int) -> dict[str, float]:
+        """The features of one light curve as a dict (``math.nan`` where undefined, as before batching)."""
+        values = self.matrix[index].tolist()
+        return {name: (_NAN if v != v else v) for name, v in zip(FEATURE_NAMES, values, strict=True)}
+
+
+def _points(curves: Sequence[tuple[Sequence[Observation], GWContext | None]]):
+    """The placed points with finite time and magnitude of every light curve, as sorted arrays.
+
+    Also the unused bands of each light curve. The observations' fields are read in one pass each and every
+    distinct band name is placed once; the rest is numpy.
+    """
+    lengths = [len(observations) for observations, _ in curves]
+    points = list(itertools.chain.from_iterable(observations for observations, _ in curves))
+    names = [obs.band for obs in points]
+    keys = list(zip(names, [obs.system for obs in points], strict=True))
+    distinct = {key: k for k, key in enumerate(dict.fromkeys(keys))}
+    band_of, offset_of = np.full(len(distinct), -1, dtype=np.intp), np.zeros(len(distinct))
+    for key, k in distinct.items():
+        try:
+            placed = photometric_band(*key)
+        except ValueError:
+            placed = None
+        if placed is not None:
+            band_of[k], offset_of[k] = BANDS.index(placed[0]), placed[1]
+    code = np.array([distinct[key] for key in keys], dtype=np.intp)
+    c = np.repeat(np.arange(len(curves), dtype=np.intp), lengths)
+    b, offset = band_of[code], offset_of[code]
+    unused: list[set[str]] = [set() for _ in curves]
+    for k in np.flatnonzero(b < 0).tolist():
+        unused[c[k]].add(str(names[k]))
+    t = np.array([obs.mjd for obs in points], dtype=float)
+    m = np.array([obs.magnitude for obs in points], dtype=float)
+    e = np.array([obs.magnitude_error for obs in points], dtype=float)  # None: nan
+    u = np.array([bool(obs.upper_limit) for obs in points], dtype=bool)
+    keep = (b >= 0) & np.isfinite(t) & np.isfinite(m)
+    e = np.where(np.isfinite(e) & (e > 0), e, kernels.DEFAULT_ERROR)
+    m = m + offset
+    c, t, m, e, b, u = (a[keep] for a in (c, t, m, e, b, u))
+    order = np.lexsort((u, b, t, c))  # stable: equal points keep their order
+    return tuple(a[order] for a in (c, t, m, e, b, u)), [sorted(bad) for bad in unused]
+
+
+def extract_features_many(curves: Sequence[tuple[Sequence[Observation], GWContext | None]]) -> FeatureBatch:
+    """Compute the classifier's features of several light curves at once (what training and inference use).
+
+    Parameters
+    ----------
+    curves
+        ``(observations, context)`` per light curve, as for :func:`extract_features`.
+
+    Returns
+    -------
+    FeatureBatch
+        The feature matrix (a row per light curve, the columns of :data:`FEATURE_NAMES`), the bands of the
+        detections and the unused bands. A light curve's row does not depend on the others in the batch.
+
+    Examples
+    --------
+    >>> lc = [Observation(60000.0 + d, "r", 19.0 + 0.5 * d, 0.05) for d in range(4)]
+    >>> batch = extract_features_many([(lc, None), (lc[:1], None), ([], None)])
+    >>> batch.matrix.shape == (3, len(FEATURE_NAMES)), batch.matrix[:, 0].tolist(), batch.bands
+    (True, [4.0, 1.0, 0.0], [['r'], ['r'], []])
+    """
+    n = len(curves)
+    out = np.full((n, len(FEATURE_NAMES)), np.nan)
+    (c, t, m, e, b, u), unused = _points(curves)
+    det = ~u
+    dc, dt, dm, de, db = c[det], t[det], m[det], e[det], b[det]
+    n_det = np.bincount(dc, minlength=n)
+    out[:, _column("n_detections")] = n_det
+    counts = np.bincount(dc * kernels.N_BANDS + db, minlength=n * kernels.N_BANDS).reshape(n, kernels.N_BANDS)
+    bands = [[band for band, seen in zip(BANDS, row, strict=True) if seen] for row in (counts > 0).tolist()]
+    has = np.flatnonzero(n_det > 0)
+    if len(has) == 0:
+        return FeatureBatch(out, bands, unused)
+    starts, ends = kernels.group_firsts(dc), kernels.group_lasts(dc)
+    t_first, t_last = np.full(n, np.nan), np.full(n, np.nan)
+    t_first[has], t_last[has] = dt[starts], dt[ends]
+    w = kernels.weights(de)
+    out[has, _column("n_bands")] = (counts[has] > 0).sum(axis=1)
+    out[:, _column("span_days")] = t_last - t_first
+    # the median error: the middle one, or the mean of the middle two, of each light curve's sorted errors
+    sorted_e = de[np.lexsort((de, dc))]
+    half = n_det[has] // 2
+    upper_mid = sorted_e[starts + half]
+    lower_mid = sorted_e[starts + np.maximum(half - 1, 0)]
+    out[has, _column("median_mag_err")] = np.where(n_det[has] % 2 == 1, upper_mid, (lower_mid + upper_mid) / 2)
+
+    # the fading rates: all detections, the recent ones, each band group; one call over the subsets stacked
+    subsets = [np.ones(len(dc), dtype=bool), dt >= t_last[dc] - kernels.RECENT_DAYS]
+    subsets += [kernels.GROUP_MEMBERS[group][db] for group in kernels.GROUPS]
+    stacked = np.concatenate([np.flatnonzero(s) for s in subsets])
+    which = np.repeat(np.arange(len(subsets)), [int(s.sum()) for s in subsets])
+    slopes, slope_errs = kernels.common_slopes(
+        which * n + dc[stacked], dt[stacked], dm[stacked], db[stacked], w[stacked], n * len(subsets)
+    )
+    slopes, slope_errs = slopes.reshape(len(subsets), n), slope_errs.reshape(len(subsets), n)
+    slope_all = slopes[0]
+    out[:, _column("slope_all")], out[:, _column("slope_all_err")] = slope_all, slope_errs[0]
+    out[:, _column("slope_recent")] = slopes[1]
+    for k, group in enumerate(kernels.GROUPS, start=2):
+        out[:, _column(f"slope_{group}")] = slopes[k]
+
+    peak = kernels.main_band_peak(dc, dt, dm, db, counts)
+    peak_names = ("fade_from_peak", "rise_to_peak", "days_since_peak", "duration_half_peak")
+    for name, values in zip(peak_names, peak, strict=True):
+        out[:, _column(name)] = values
+
+    sed_first, sed_last, sed_t0, sed_t1 = kernels.sed_slopes(dc, dt, dm, db, slope_all)
+    out[:, _column("sed_slope_first")], out[:, _column("sed_slope_last")] = sed_first, sed_last
+    with np.errstate(invalid="ignore"):
+        changed = sed_t1 - sed_t0 >= kernels.COLOUR_PAIR_MAX_DT
+        out[:, _column("sed_slope_rate")] = np.where(changed, (sed_last - sed_first) / (sed_t1 - sed_t0), np.nan)
+    out[:, _column("nir_minus_optical")] = kernels.nearest_optical_colour(dc, dt, dm, db, slope_all)
+    reddest = kernels.N_BANDS - 1 - np.argmax(counts[has][:, ::-1] > 0, axis=1)
+    out[has, _column("reddest_wavelength")] = kernels.WAVELENGTH_AA[reddest] / 1e4
+
+    # upper limits: the last one before the first detection, and every one after the first detection
+    m_first = np.full(n, np.nan)
+    m_first[has] = dm[starts]
+    lc, lt, lm, lb = c[u], t[u], m[u], b[u]
+    with np.errstate(invalid="ignore"):
+        before = np.flatnonzero(lt < t_first[lc])
+    if len(before):
+        last = before[kernels.group_lasts(lc[before])]
+        owner = lc[last]
+        gap = t_first[owner] - lt[last]
+        out[owner, _column("predet_gap_days")] = gap
+        # positive: the first detection is brighter than an earlier limit, so the source is new or rising
+        depth = lm[last] - m_first[owner]
+        out[owner, _column("predet_depth")] = depth
+        rising = (gap > 0) & (lm[last] > m_first[owner])
+        out[owner[rising], _column("predet_rise_rate")] = depth[rising] / np.maximum(gap[rising], 0.01)
+    with np.errstate(invalid="ignore"):
+        after = np.flatnonzero(lt > t_first[lc])
+    out[has, _column("n_limits_after_first")] = np.bincount(lc[after], minlength=n)[has]
+    out[:, _column("postdet_fade_rate")] = kernels.postdet_fade_rates(
+        dc, dt, dm, db, lc[after], lt[after], lm[after], lb[after], n
+    )
+
+    _gw_features(out, curves, has, t_first, t_last, dm, dc, starts, ends)
+    return FeatureBatch(out, bands, unused)
+
+
+def _gw_features(out, curves, has, t_first, t_last, dm, dc, starts, ends) -> None:
+    """The features of the GW context (merger time, distance, credible level) of the light curves with one."""
+    rows = [k for k in has.tolist() if curves[k][1] is not None]
+    if not rows:
+        return
+    position = np.searchsorted(dc[starts], rows)
+    m_peak = np.minimum.reduceat(dm, starts)[position].tolist()
+    m_last = dm[ends][position].tolist()
+    for k, peak, last in zip(rows, m_peak, m_last, strict=True):
+        context = curves[k][1]
+        out[k, _column("days_since_merger_first")] = t_first[k] - float(context.merger_mjd)
+        out[k, _column("days_since_merger_last")] = t_last[k] - float(context.merger_mjd)
+        if context.distance_mpc is not None and context.distance_mpc > 0:
+            modulus = 5.0 * math.log10(float(context.distance_mpc) * 1e5)
+            out[k, _column("abs_mag_peak")] = peak - modulus
+            out[k, _column("abs_mag_last")] = last - modulus
+        if context.credible_level is not None:
+            out[k, _column("credible_level")] = float(context.credible_level)
 
 
 def extract_features(observations: Sequence[Observation], context: GWContext | None = None) -> dict[str, float]:
     """Compute the classifier's features of a (partial) light curve.
+
+    A batch of one for :func:`extract_features_many`: one definition of the features, whether a light curve
+    is scored alone or with others.
 
     Parameters
     ----------
@@ -479,96 +407,4 @@ def extract_features(observations: Sequence[Observation], context: GWContext | N
     >>> g["days_since_merger_first"], round(g["abs_mag_peak"], 2)
     (0.5, -14.01)
     """
-    points = _usable(observations)
-    features = dict.fromkeys(FEATURE_NAMES, math.nan)
-    dets = [p for p in points if not p[4]]
-    features["n_detections"] = float(len(dets))
-    if not dets:
-        return features
-    t = np.array([p[0] for p in dets])
-    b = np.array([p[1] for p in dets])
-    m = np.array([p[2] for p in dets])
-    e = np.array([p[3] for p in dets])
-    w = _weights(e)
-    t_first, t_last = float(t[0]), float(t[-1])
-    features["n_bands"] = float(len(set(b.tolist())))
-    features["span_days"] = t_last - t_first
-    features["median_mag_err"] = float(np.median(e))
-
-    slope_all, slope_err = _common_slope(t, m, b, w)
-    features["slope_all"], features["slope_all_err"] = slope_all, slope_err
-    recent = t >= t_last - _RECENT_DAYS
-    features["slope_recent"] = _common_slope(t[recent], m[recent], b[recent], w[recent])[0]
-    for group, members in _GROUPS.items():
-        sel = np.isin(b, members)
-        if sel.sum() >= 2:
-            features[f"slope_{group}"] = _common_slope(t[sel], m[sel], b[sel], w[sel])[0]
-
-    # peak and fade in the band with most detections (ties: the one nearest r)
-    counts = {band: int((b == band).sum()) for band in sorted(set(b.tolist()), key=BANDS.index)}
-    main = max(counts, key=lambda band: (counts[band], -abs(BANDS.index(band) - 2)))
-    tm, mm = t[b == main], m[b == main]
-    k = int(np.argmin(mm))
-    features["fade_from_peak"] = float(mm[-1] - mm[k])
-    features["rise_to_peak"] = float(mm[0] - mm[k])
-    features["days_since_peak"] = float(tm[-1] - tm[k])
-    bright = tm[mm <= mm[k] + 0.75]  # within a factor 2 of the peak flux
-    features["duration_half_peak"] = float(bright[-1] - bright[0])
-
-    sed = _sed_slopes(t, m, b, slope_all)
-    if sed:
-        features["sed_slope_first"], features["sed_slope_last"] = sed[0][1], sed[-1][1]
-        if sed[-1][0] - sed[0][0] >= _COLOUR_PAIR_MAX_DT:
-            features["sed_slope_rate"] = (sed[-1][1] - sed[0][1]) / (sed[-1][0] - sed[0][0])
-    nir = np.isin(b, ("J", "H", "K"))
-    optical = np.isin(b, ("g", "r", "i"))
-    if nir.any() and optical.any():
-        # the latest near-infrared point against the optical point nearest it in time (moved with the slope)
-        jn = int(np.flatnonzero(nir)[-1])
-        jo = int(np.flatnonzero(optical)[np.argmin(np.abs(t[optical] - t[jn]))])
-        if abs(t[jo] - t[jn]) <= 1.0:
-            shift = 0.0 if math.isnan(slope_all) else slope_all
-            features["nir_minus_optical"] = float(m[jo] - (m[jn] + shift * (t[jo] - t[jn])))
-    features["reddest_wavelength"] = max(BAND_WAVELENGTH_AA[band] for band in counts) / 1e4
-
-    # upper limits: the last one before the first detection, and every one after the first detection
-    before = [p for p in points if p[4] and p[0] < t_first]
-    if before:
-        ul = before[-1]
-        gap = t_first - ul[0]
-        features["predet_gap_days"] = gap
-        # positive: the first detection is brighter than an earlier limit, so the source is new or rising
-        features["predet_depth"] = ul[2] - float(m[0])
-        if gap > 0 and ul[2] > m[0]:
-            features["predet_rise_rate"] = (ul[2] - float(m[0])) / max(gap, 0.01)
-    after = [p for p in points if p[4] and p[0] > t_first]
-    features["n_limits_after_first"] = float(len(after))
-    bounds = []
-    for ul_t, ul_band, ul_mag, _, _ in after:
-        earlier = t < ul_t
-        # the latest earlier detection in the same band, else in the nearest band by wavelength
-        same = earlier & (b == ul_band)
-        pool = same if same.any() else earlier
-        if not pool.any():
-            continue
-        idx = np.flatnonzero(pool)
-        if not same.any():
-            dist = [abs(BANDS.index(band) - BANDS.index(ul_band)) for band in b[idx]]
-            idx = idx[np.array(dist) == min(dist)]
-        j = int(idx[-1])
-        if ul_mag > m[j] and ul_t - t[j] > 0:
-            bounds.append((ul_mag - float(m[j])) / (ul_t - float(t[j])))
-    if bounds:
-        # a lower bound on the fading rate: the source went below a deeper limit
-        features["postdet_fade_rate"] = max(bounds)
-
-    if context is not None:
-        features["days_since_merger_first"] = t_first - float(context.merger_mjd)
-        features["days_since_merger_last"] = t_last - float(context.merger_mjd)
-        if context.distance_mpc is not None and context.distance_mpc > 0:
-            modulus = 5.0 * math.log10(float(context.distance_mpc) * 1e5)
-            features["abs_mag_peak"] = float(m.min()) - modulus
-            features["abs_mag_last"] = float(m[-1]) - modulus
-        if context.credible_level is not None:
-            features["credible_level"] = float(context.credible_level)
-    return features
+    return extract_features_many([(observations, context)]).row(0)

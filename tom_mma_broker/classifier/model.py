@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import threading
 import zipfile
 from collections.abc import Sequence
@@ -22,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import apply_calibration, decide, group_of, interval
-from .features import FEATURE_NAMES, GWContext, Observation, canonical_band, detections, extract_features, unused_bands
+from .calibration import apply_calibration, decide, group_of, intervals
+from .features import FEATURE_NAMES, FeatureBatch, GWContext, Observation, extract_features_many
 
 __all__ = [
     "DEFAULT_ARTIFACT",
@@ -181,12 +180,15 @@ class KilonovaModel:
         matrix = np.array([[row[name] for name in FEATURE_NAMES] for row in rows], dtype=float)
         return matrix.reshape(len(rows), len(FEATURE_NAMES))
 
-    def raw_proba(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
-        """Uncalibrated model outputs of feature dicts (as from :func:`extract_features`)."""
-        if not rows:
+    def _raw(self, matrix: np.ndarray) -> np.ndarray:
+        if len(matrix) == 0:
             return np.zeros(0)
         with self._threads.limit(limits=1, user_api="openmp"):
-            return self.estimator.predict_proba(self._matrix(rows))[:, 1]
+            return self.estimator.predict_proba(matrix)[:, 1]
+
+    def raw_proba(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
+        """Uncalibrated model outputs of feature dicts (as from :func:`extract_features`)."""
+        return self._raw(self._matrix(rows))
 
     def predict_proba(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
         """Calibrated kilonova probabilities of feature dicts (as from :func:`extract_features`)."""
@@ -194,47 +196,73 @@ class KilonovaModel:
         return apply_calibration(self.metadata.get("calibration", {}), raw, [group_of(row) for row in rows])
 
     def classify(self, observations: Sequence[Observation], context: GWContext | None = None) -> KilonovaScore:
-        """Score a light curve; see :func:`classify`."""
+        """Score a light curve; see :func:`classify` (a batch of one of :meth:`classify_many`)."""
         return self.classify_many([(observations, context)])[0]
 
-    def classify_many(self, curves: Sequence[tuple[Sequence[Observation], GWContext | None]]) -> list[KilonovaScore]:
-        """Score several light curves in one call of the model (what a batched worker does).
+    def classify_many(
+        self, curves: Sequence[tuple[Sequence[Observation], GWContext | None]], *, skip_undetected: bool = False
+    ) -> list[KilonovaScore | None]:
+        """Score several light curves at once: one feature batch, one call of the model, intervals for all.
+
+        Each score is the one :meth:`classify` gives the light curve alone.
+
+        Parameters
+        ----------
+        curves
+            ``(observations, context)`` per light curve.
+        skip_undetected
+            True: a light curve without a detection in a band the classifier uses gets ``None`` instead of
+            an error.
 
         Raises
         ------
         NoDetectionsError
-            When one of them has no detection in a band the classifier uses.
+            When one of them has no detection in a band the classifier uses (and not ``skip_undetected``).
         """
-        rows = []
-        for observations, context in curves:
-            if not detections(observations):
-                raise NoDetectionsError(
-                    "the light curve has no detection in a band the classifier uses "
-                    f"(upper limits alone, or only bands it cannot place: {unused_bands(observations)})"
-                )
-            rows.append(extract_features(observations, context))
-        raw = self.raw_proba(rows)
+        batch = extract_features_many(curves)
+        n_detections = batch.matrix[:, FEATURE_NAMES.index("n_detections")]
+        scored = np.flatnonzero(n_detections > 0)
+        if len(scored) < len(curves) and not skip_undetected:
+            k = int(np.flatnonzero(n_detections == 0)[0])
+            raise NoDetectionsError(
+                "the light curve has no detection in a band the classifier uses "
+                f"(upper limits alone, or only bands it cannot place: {batch.unused_bands[k]})"
+            )
+        results: list[KilonovaScore | None] = [None] * len(curves)
+        for k, result in zip(scored.tolist(), self._scores(batch, scored, curves), strict=True):
+            results[k] = result
+        return results
+
+    def _scores(
+        self, batch: FeatureBatch, rows: np.ndarray, curves: Sequence[tuple[Sequence[Observation], GWContext | None]]
+    ) -> list[KilonovaScore]:
+        matrix = batch.matrix[rows]
+        raw = self._raw(matrix)
         tables = self.metadata.get("calibration", {})
-        groups = [group_of(row) for row in rows]
+        cleans = [
+            {name: (None if value != value else value) for name, value in zip(FEATURE_NAMES, row, strict=True)}
+            for row in matrix.tolist()
+        ]
+        groups = [group_of(clean) for clean in cleans]
         scores = apply_calibration(tables, raw, groups)
+        lows, highs = intervals(tables, raw, groups, scores)
+        op = self.metadata["operating_point"]
         results = []
-        for (observations, context), row, r, group, score in zip(curves, rows, raw, groups, scores, strict=True):
-            clean = {name: (None if math.isnan(value) else float(value)) for name, value in row.items()}
-            decision = decide(float(score), clean, self.metadata["operating_point"])
-            dets = detections(observations)
+        for i, (k, clean, score) in enumerate(zip(rows.tolist(), cleans, scores.tolist(), strict=True)):
+            decision = decide(score, clean, op)
             evidence = {
-                "n_detections": len(dets),
-                "bands": sorted({canonical_band(o.band) for o in dets}, key="ugrizyJHK".index),
-                "span_days": round(float(row["span_days"]), 6),
-                "gw_context": context is not None,
-                "unused_bands": unused_bands(observations),
+                "n_detections": int(clean["n_detections"]),
+                "bands": batch.bands[k],
+                "span_days": round(float(clean["span_days"]), 6),
+                "gw_context": curves[k][1] is not None,
+                "unused_bands": batch.unused_bands[k],
             }
             results.append(
                 KilonovaScore(
-                    score=float(score),
+                    score=score,
                     model_version=self.version,
                     features=clean,
-                    score_interval=interval(tables, float(r), group, float(score)),
+                    score_interval=(float(lows[i]), float(highs[i])),
                     is_candidate=decision.is_candidate,
                     reason=decision.reason,
                     evidence=evidence,

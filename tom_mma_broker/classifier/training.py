@@ -19,7 +19,6 @@ any moment of their first ``early_days`` days, replayed point by point, under th
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -28,13 +27,28 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import apply_calibration, decide, fit_calibration, group_of
-from .features import FEATURE_NAMES, GW_FEATURE_NAMES, GWContext, Observation, detections, extract_features
-from .model import KilonovaModel, build_platform, save_artifact
+from .calibration import fit_calibration, group_of
+from .evaluation import (
+    EVAL_DAYS,
+    _choose_threshold,
+    _early_replays,
+    _feature_rows,
+    _first_detection_index,
+    _matrix,
+    _reliability,
+    _Scorer,
+    _synthetic_metrics,
+    _without_context,
+    replay,
+    score_trajectory,
+)
+from .features import Observation, detections
+from .model import build_platform, save_artifact
 from .synthetic import KILONOVA, NEGATIVE_KINDS, Example, make_example
 
 __all__ = [
     "ARTIFACT_NAME",
+    "EVAL_DAYS",
     "DEFAULT_SEED",
     "SUPERNOVA_KINDS",
     "VERSION",
@@ -57,7 +71,6 @@ DEFAULT_SEED = 20170817
 SUPERNOVA_KINDS = ("SN Ia", "SN Ibc", "SN II", "SN Ibn/Icn", "SLSN")
 """The contaminants the operating point is chosen on."""
 
-EVAL_DAYS = (1.0, 2.0, 3.0, 5.0, 10.0)
 
 # the evidence rules of the operating point (the thresholds are chosen by training), and the score from which
 # a classification yields a derived alert: more likely a kilonova than not, under the prior of one half
@@ -125,10 +138,6 @@ def split_examples(
     return fit_set, cal, test
 
 
-def _first_detection_index(observations: Sequence[Observation]) -> int | None:
-    return next((n for n, obs in enumerate(observations) if detections([obs])), None)
-
-
 def _prefix_ends(observations: Sequence[Observation], rng: np.random.Generator, k: int, early_days: float) -> list[int]:
     """Up to k prefix lengths, each ending at or after the first detection; half within ``early_days``."""
     first = _first_detection_index(observations)
@@ -146,29 +155,21 @@ def _prefix_ends(observations: Sequence[Observation], rng: np.random.Generator, 
     return sorted(chosen)
 
 
-def _without_context(row: dict[str, float]) -> dict[str, float]:
-    return {**row, **dict.fromkeys(GW_FEATURE_NAMES, math.nan)}
-
-
 def _rows(
     examples: Sequence[Example], rng: np.random.Generator, config: TrainingConfig
 ) -> tuple[list, np.ndarray, np.ndarray]:
     """Feature rows (with and without context), labels and curve index of prefixes of some light curves."""
-    rows, labels, curves = [], [], []
+    prefixes, labels, curves = [], [], []
     for index, example in enumerate(examples):
         for end in _prefix_ends(example.observations, rng, config.prefixes_per_curve, config.early_days):
-            row = extract_features(example.observations[:end], example.context)
+            prefixes.append((example.observations[:end], example.context))
             label = int(example.kind == KILONOVA)
-            rows += [row, _without_context(row)]
             labels += [label, label]
             curves += [index, index]
+    rows = []
+    for row in _feature_rows(prefixes):  # one batch
+        rows += [row, _without_context(row)]
     return rows, np.array(labels), np.array(curves)
-
-
-def _matrix(rows: Sequence[dict[str, float]]) -> np.ndarray:
-    return np.array([[row[name] for name in FEATURE_NAMES] for row in rows], dtype=float).reshape(
-        len(rows), len(FEATURE_NAMES)
-    )
 
 
 def _estimator(config: TrainingConfig) -> Any:
@@ -192,196 +193,6 @@ def _balanced_weights(y: np.ndarray) -> np.ndarray:
         sel = y == label
         weights[sel] = len(y) / (2.0 * max(sel.sum(), 1))
     return weights
-
-
-def replay(
-    model: KilonovaModel | Any,
-    observations: Sequence[Observation],
-    context: GWContext | None = None,
-    *,
-    until_days: float | None = None,
-) -> list[tuple[int, float, float, bool]]:
-    """Score a light curve as the broker sees it, after each new point.
-
-    ``(points so far, days since the first detection, score, is_candidate)``; nothing before the first
-    detection.
-
-    ``model`` is a :class:`KilonovaModel`, or anything with ``predict_proba`` and ``metadata``.
-    """
-    ordered = sorted(observations, key=lambda o: o.mjd)
-    first = _first_detection_index(ordered)
-    if first is None:
-        return []
-    t0 = ordered[first].mjd
-    ends = [
-        e for e in range(first + 1, len(ordered) + 1) if until_days is None or ordered[e - 1].mjd - t0 <= until_days
-    ]
-    rows = [extract_features(ordered[:end], context) for end in ends]
-    if not rows:
-        return []
-    scores = model.predict_proba(rows)
-    op = model.metadata["operating_point"]
-    out = []
-    for end, row, score in zip(ends, rows, scores, strict=True):
-        clean = {k: (None if math.isnan(v) else v) for k, v in row.items()}
-        out.append((end, ordered[end - 1].mjd - t0, float(score), decide(float(score), clean, op).is_candidate))
-    return out
-
-
-def score_trajectory(model: KilonovaModel, observations: Sequence[Observation]) -> list[tuple[Observation, int, float]]:
-    """Replay a light curve one point at a time: ``(point, detections so far, score)`` after each point.
-
-    Points before the first detection are skipped (there is nothing to score yet).
-    """
-    ordered = sorted(observations, key=lambda o: o.mjd)
-    result = []
-    for end, _, score, _ in replay(model, ordered):
-        result.append((ordered[end - 1], len(detections(ordered[:end])), score))
-    return result
-
-
-class _Scorer:
-    """The estimator with calibration tables, before the artifact exists (same interface as the model)."""
-
-    def __init__(self, estimator: Any, metadata: dict[str, Any]) -> None:
-        self.estimator, self.metadata = estimator, metadata
-
-    def raw_proba(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
-        return self.estimator.predict_proba(_matrix(rows))[:, 1]
-
-    def predict_proba(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
-        raw = self.raw_proba(rows)
-        return apply_calibration(self.metadata.get("calibration", {}), raw, [group_of(r) for r in rows])
-
-
-def _early_replays(
-    scorer: _Scorer, examples: Sequence[Example], early_days: float
-) -> dict[bool, list[tuple[np.ndarray, np.ndarray]]]:
-    """Per example, with and without context: the scores and evidence-rule eligibility of every prefix."""
-    out: dict[bool, list[tuple[np.ndarray, np.ndarray]]] = {False: [], True: []}
-    rules = {**EVIDENCE_RULES, "threshold": 0.0, "threshold_gw": 0.0}
-    for example in examples:
-        obs = example.observations
-        first = _first_detection_index(obs)
-        t0 = obs[first].mjd
-        ends = [e for e in range(first + 1, len(obs) + 1) if obs[e - 1].mjd - t0 <= early_days]
-        with_ctx = [extract_features(obs[:end], example.context) for end in ends]
-        for gw, rows in ((True, with_ctx), (False, [_without_context(r) for r in with_ctx])):
-            scores = scorer.predict_proba(rows)
-            eligible = np.array(
-                [
-                    decide(1.0, {k: (None if math.isnan(v) else v) for k, v in r.items()}, rules).is_candidate
-                    for r in rows
-                ]
-            )
-            out[gw].append((scores, eligible))
-    return out
-
-
-def _choose_threshold(replays: list[tuple[np.ndarray, np.ndarray]], target: float) -> float:
-    """The smallest threshold (>= 0.5, on a 0.001 grid) at which at most ``target`` of the curves pass."""
-    best = np.array([float(np.max(np.where(e, s, 0.0))) if len(s) else 0.0 for s, e in replays])
-    for threshold in np.round(np.arange(0.5, 1.0, 0.001), 3):
-        if np.mean(best >= threshold) <= target:
-            return float(threshold)
-    return 0.999
-
-
-def _prefix_at(observations: Sequence[Observation], days: float) -> list[Observation]:
-    first = _first_detection_index(observations)
-    t0 = observations[first].mjd
-    return [o for o in observations if o.mjd <= t0 + days]
-
-
-def _synthetic_metrics(scorer: _Scorer, test: Sequence[Example], config: TrainingConfig) -> dict[str, Any]:
-    """The synthetic test set's figures, per kind and day since the first detection, with and without context.
-
-    Passing fractions; precision, recall and false-positive rate of kilonovae; reliability and interval
-    coverage.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    op = scorer.metadata["operating_point"]
-    kinds = np.array([e.kind for e in test])
-    by_day: dict[str, Any] = {}
-    for days in EVAL_DAYS:
-        ctx_rows = [extract_features(_prefix_at(e.observations, days), e.context) for e in test]
-        for gw, rows in (("gw", ctx_rows), ("no_gw", [_without_context(r) for r in ctx_rows])):
-            scores = scorer.predict_proba(rows)
-            passed = np.array(
-                [
-                    decide(float(s), {k: (None if math.isnan(v) else v) for k, v in r.items()}, op).is_candidate
-                    for s, r in zip(scores, rows, strict=True)
-                ]
-            )
-            y = kinds == KILONOVA
-            tp, fp = int((passed & y).sum()), int((passed & ~y).sum())
-            entry = {
-                "kilonovae": int(y.sum()),
-                "contaminants": int((~y).sum()),
-                "recall": round(tp / max(int(y.sum()), 1), 4),
-                "false_positive_rate": round(fp / max(int((~y).sum()), 1), 4),
-                "precision": round(tp / (tp + fp), 4) if tp + fp else None,
-                "auc": round(float(roc_auc_score(y, scores)), 4),
-                "passing_by_kind": {k: round(float(passed[kinds == k].mean()), 4) for k in sorted(set(kinds.tolist()))},
-            }
-            by_day[f"{days:g}d_{gw}"] = entry
-    return {"curves": len(test), "by_day": by_day}
-
-
-def _reliability(
-    scorer: _Scorer, rows: Sequence[dict[str, float]], y: np.ndarray, curves: np.ndarray
-) -> dict[str, Any]:
-    """Reliability curve and the coverage of the stated 90 % intervals on held-out rows.
-
-    The curve has 10 bins of calibrated score, classes weighted to the prior.
-    """
-    scores = scorer.predict_proba(rows)
-    raw = scorer.raw_proba(rows)
-    groups = [group_of(r) for r in rows]
-    w_pos, w_neg = 0.5 / max((y == 1).mean(), 1e-9), 0.5 / max((y == 0).mean(), 1e-9)
-    w = np.where(y == 1, w_pos, w_neg)
-    curve = []
-    edges = np.linspace(0, 1, 11)
-    for k in range(10):
-        sel = (scores >= edges[k]) & ((scores < edges[k + 1]) | (k == 9))
-        if sel.sum():
-            curve.append(
-                {
-                    "bin": [round(float(edges[k]), 2), round(float(edges[k + 1]), 2)],
-                    "rows": int(sel.sum()),
-                    "mean_score": round(float(np.average(scores[sel], weights=w[sel])), 4),
-                    "kilonova_fraction": round(float(np.average(y[sel], weights=w[sel])), 4),
-                }
-            )
-    # coverage: per (group, raw-score bin), does the held-out kilonova fraction fall inside the stated
-    # interval? The held-out fraction has its own binomial noise, so the cell also counts as consistent
-    # when the two fractions differ by less than their combined 90 % uncertainty (normal approximation).
-    tables = scorer.metadata["calibration"]["groups"]
-    cells: dict[tuple[str, int], list[tuple[int, int]]] = {}
-    for index, (r, g, label) in enumerate(zip(raw, groups, y, strict=True)):
-        if g in tables:
-            k = min(max(int(np.searchsorted(tables[g]["edges"], r, side="right")) - 1, 0), len(tables[g]["low"]) - 1)
-            cells.setdefault((g, k), []).append((int(label), int(curves[index])))
-    inside = consistent = total = 0
-    for (g, k), members in sorted(cells.items()):
-        labels = np.array([m[0] for m in members])
-        n_test = len({m[1] for m in members})
-        if n_test < 10:
-            continue
-        weighted = float(np.average(labels, weights=np.where(labels == 1, w_pos, w_neg)))
-        low, high, n_cal, f_cal = (tables[g][key][k] for key in ("low", "high", "n", "fraction"))
-        total += 1
-        inside += int(low <= weighted <= high)
-        spread = math.sqrt(f_cal * (1 - f_cal) / max(n_cal, 1) + weighted * (1 - weighted) / n_test + 1e-6)
-        consistent += int(abs(weighted - f_cal) <= 1.645 * spread)
-    return {
-        "curve": curve,
-        "interval_level": scorer.metadata["calibration"]["level"],
-        "interval_cells": total,
-        "interval_cells_covering": inside,
-        "interval_cells_consistent": consistent,
-    }
 
 
 #: The stages of a training run, in order, as :func:`train` reports them to its ``progress`` callback.
@@ -452,7 +263,7 @@ def _train(config: TrainingConfig, progress: Callable[[str], None]) -> tuple[Any
     calibration = fit_calibration(raw_cal, y_cal, [group_of(r) for r in cal_rows], cal_curves)
     scorer.metadata["calibration"] = calibration
     sne = [e for e in cal if e.kind in SUPERNOVA_KINDS]
-    replays = _early_replays(scorer, sne, config.early_days)
+    replays = _early_replays(scorer, sne, config.early_days, EVIDENCE_RULES)
     operating_point = {
         **EVIDENCE_RULES,
         "threshold": _choose_threshold(replays[False], config.target_sn_pass_rate),
@@ -466,7 +277,7 @@ def _train(config: TrainingConfig, progress: Callable[[str], None]) -> tuple[Any
 
     progress(TRAINING_STAGES[4])
     metrics = {
-        "synthetic_test": _synthetic_metrics(scorer, test, config),
+        "synthetic_test": _synthetic_metrics(scorer, test),
         "reliability_test": _reliability(scorer, test_rows, y_test, test_curves),
     }
     metadata = {
