@@ -86,8 +86,7 @@ def cone_box(ra: float, dec: float, radius_deg: float, ra_field: str = "ra", dec
     """A condition on rows with a position in degrees: inside a box that contains the cone (a superset of it).
 
     The box is a declination band; away from the poles also a right-ascension window, split in two
-    where it wraps at 0/360. Rows with a null position are left out. Boxes of many cones can be or-ed
-    into one query (:func:`get_or_create_targets` does).
+    where it wraps at 0/360. Rows with a null position are left out.
 
     Parameters
     ----------
@@ -245,12 +244,12 @@ class _Index:
             # one query for the cones of the candidates no name or alias places
             unplaced = [c for c, ns in zip(candidates, names, strict=True)
                         if not any(n in index.by_name or n in index.by_alias for n in ns)]  # fmt: skip
-            for chunk in _chunks(unplaced, 200):
-                condition = models.Q()
-                for c in chunk:
-                    condition |= cone_box(c.ra, c.dec, radius_deg)
-                for target in Target.objects.filter(condition):
-                    index.place(index._one(target))
+            pks = _in_dec_bands([(c.dec - radius_deg, c.dec + radius_deg) for c in unplaced])
+            for chunk in _chunks(sorted(pks - set(index._seen)), 500):
+                for target in Target.objects.filter(pk__in=chunk):
+                    index._one(target)
+            for pk in pks:
+                index.place(index._seen[pk])
         return index
 
     def match(self, names: Sequence[str], ra: float, dec: float) -> tuple[Target | None, str]:
@@ -286,6 +285,39 @@ class _Index:
             elif not _same(owner, target):
                 conflicting.append(name)
         return added, conflicting
+
+
+def _in_dec_bands(bands: list[tuple[float, float]]) -> set[int]:
+    """Primary keys of the Targets with a position whose declination is in one of ``bands`` (lo, hi).
+
+    The bands are merged where they overlap and sent as one hand-written ``OR`` of ``BETWEEN``s per few
+    hundred (each uses the declination index; compiling hundreds of ORM cone boxes cost more than the
+    query). The exact separation is then computed in Python (:meth:`_Index.match`).
+    """
+    merged: list[list[float]] = []
+    for lo, hi in sorted(bands):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    field = Target._meta.get_field("dec")
+    meta = field.model._meta
+    quote = connection.ops.quote_name
+    table, pk, dec, ra = (
+        quote(meta.db_table),
+        quote(meta.pk.column),
+        quote(field.column),
+        quote(meta.get_field("ra").column),
+    )
+    found: set[int] = set()
+    with connection.cursor() as cursor:
+        for chunk in _chunks(merged, 400):
+            where = " OR ".join([f"{dec} BETWEEN %s AND %s"] * len(chunk))
+            cursor.execute(
+                f"SELECT {pk} FROM {table} WHERE {ra} IS NOT NULL AND ({where})", [v for band in chunk for v in band]
+            )
+            found.update(row[0] for row in cursor.fetchall())
+    return found
 
 
 def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -343,7 +375,7 @@ def get_or_create_targets(
 
     The candidates are taken in order: a later one merges into a Target an earlier one of the batch
     created or named (by name, alias or cone), as it would had they come one after the other. The
-    look-up is three queries for the whole batch (names, aliases, the cones or-ed together), the new
+    look-up is three queries for the whole batch (names, aliases, the cones' declination bands), the new
     Targets, their aliases and their groups' permissions one insert each.
 
     Parameters
