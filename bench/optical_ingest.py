@@ -40,7 +40,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
+# the shared sample alerts beside the repository (a worktree elsewhere names them with TOM_MMA_BENCH_DATA)
+DATA = Path(os.environ.get("TOM_MMA_BENCH_DATA", ROOT.parent / "shared" / "data"))
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
 
 

@@ -24,7 +24,10 @@ __all__ = ["connect", "target_saved"]
 
 
 def target_saved(sender: Any, instance: Any, created: bool = False, update_fields: Any = None, **kwargs: Any) -> None:
-    """Queue ranking of a saved Target (with a position) against every active event, after commit."""
+    """Queue ranking of a saved Target (with a position) against every active event, after commit.
+
+    Targets inserted in bulk by :func:`tom_mma.targets.get_or_create_targets` are ranked by one task.
+    """
     from tom_targets.base_models import BaseTarget
 
     from tom_mma.gw.tasks import rank_targets_task
@@ -33,8 +36,13 @@ def target_saved(sender: Any, instance: Any, created: bool = False, update_field
         return
     if not created and update_fields is not None and not {"ra", "dec"} & set(update_fields):
         return  # saved without touching its position: its ranks still hold
-    pk = instance.pk
-    transaction.on_commit(lambda: deferred.send(rank_targets_task, [pk]), robust=True)
+    pks = [instance.pk]
+    together = getattr(instance, "_tom_mma_saved_together", None)  # inserted in bulk (tom_mma.targets)
+    if together:
+        if together[0] != instance.pk:
+            return  # the batch's first Target queues the ranking of all of them
+        pks = list(together)
+    transaction.on_commit(lambda: deferred.send(rank_targets_task, pks), robust=True)
 
 
 def skymap_updated(sender: Any, event: Any, **kwargs: Any) -> None:

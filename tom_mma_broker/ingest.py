@@ -30,6 +30,12 @@ Guarantees, per batch, in one database transaction:
   that reason, so that a person replaying files sees why nothing appeared;
 * a message with hop's ``_test`` header, read by a stream that ignores test messages, is
   archived with status ``test`` and its handler is not run;
+* a handler with a callable ``batch`` attribute (duck-typed, as ``permanent``) takes a run of consecutive
+  messages it handles at once, in one savepoint: ``handler.batch([(alert, metadata), ...])`` returns one
+  item per message, what the handler returns for it or the exception that message raised (having written
+  nothing for it). A permanent exception quarantines its message at once, another has the message handled
+  alone under the retry rules; if the batch call itself raises, its writes are rolled back and the run is
+  handled one message at a time (a transient database error retries the whole batch, as above);
 * work a handler deferred to the end of the batch (:mod:`tom_mma_broker.batchwork`) runs after the last
   handler, in the batch's transaction;
 * the caller commits offsets only after this transaction commits (at-least-once delivery).
@@ -113,6 +119,17 @@ def _ignored(returned: Any) -> str:
     """The reason a handler gave for doing nothing (its result's ``ignored`` attribute), or ``""``."""
     reason = getattr(returned, "ignored", "")
     return clean_text(str(reason)) if reason else ""
+
+
+def _runs(calls: list[tuple[int, Envelope, Handler]]) -> list[tuple[Handler, list[tuple[int, Envelope]]]]:
+    """Consecutive calls of one handler grouped, in order (a batch handler takes each group at once)."""
+    runs: list[tuple[Handler, list[tuple[int, Envelope]]]] = []
+    for i, envelope, handler in calls:
+        if runs and runs[-1][0] is handler:
+            runs[-1][1].append((i, envelope))
+        else:
+            runs.append((handler, [(i, envelope)]))
+    return runs
 
 
 class _Quarantine(Exception):
@@ -240,6 +257,20 @@ class Ingestor:
                 row.content = item.content
         self._insert([row for _, _, row in fresh])
 
+        # the handlers, in the messages' order; a run of messages whose handler takes batches goes to it at once
+        calls = [
+            (i, envelope, handler)
+            for i, envelope, _row in fresh
+            if not envelope.test and i not in failures and (handler := self.handlers(envelope.topic)) is not None
+        ]
+        returned: dict[int, Any] = {}
+        for handler, run in _runs(calls):
+            for i, out in self._run_handlers(handler, [(i, envelope, decoded[i].model) for i, envelope in run]):
+                if isinstance(out, _Quarantine):
+                    failures[i] = out
+                else:
+                    returned[i] = out
+
         quarantined: list[QuarantinedAlert] = []
         for i, envelope, row in fresh:
             if envelope.test and i not in failures:
@@ -247,12 +278,7 @@ class Ingestor:
                 logger.info("test message %s archived; its handler was not run", envelope.describe())
                 continue
             handler = self.handlers(envelope.topic)
-            ignored = ""
-            if i not in failures and handler is not None:
-                try:
-                    ignored = _ignored(self._run_handler(handler, decoded[i].model, envelope))
-                except _Quarantine as exc:
-                    failures[i] = exc
+            ignored = _ignored(returned[i]) if i in returned else ""
             if i in failures:
                 failure = failures[i]
                 row.status = ArchivedAlert.Status.QUARANTINED
@@ -316,6 +342,48 @@ class Ingestor:
         ids = dict(ArchivedAlert.objects.filter(key__in=[r.key for r in rows]).values_list("key", "pk"))
         for row in rows:
             row.pk = ids[row.key]
+
+    def _run_handlers(self, handler: Handler, items: list[tuple[int, Envelope, Any]]) -> list[tuple[int, Any]]:
+        """Run ``handler`` on consecutive messages: at once when it takes batches, else one by one.
+
+        Returns what it returned for each message, or the message's :class:`_Quarantine`.
+        """
+        batch = getattr(handler, "batch", None)
+        outs: list[Any] | None = None
+        if callable(batch) and len(items) > 1:
+            try:
+                with transaction.atomic():
+                    outs = list(batch([(model, envelope.metadata()) for _, envelope, model in items]))
+                    if len(outs) != len(items):
+                        raise RuntimeError(f"a batch handler returned {len(outs)} results for {len(items)} messages")
+            except TRANSIENT_DB_ERRORS:
+                logger.warning(
+                    "transient database error in the batch handler of %d messages: batch retried", len(items)
+                )
+                raise
+            except Exception:  # noqa: BLE001 - the run is handled again one message at a time, under the usual rules
+                logger.warning(
+                    "the batch handler failed for %d messages (%s ...); handling them one by one",
+                    len(items),
+                    items[0][1].describe(),
+                    exc_info=True,
+                )
+                outs = None
+        done: list[tuple[int, Any]] = []
+        for k, (i, envelope, model) in enumerate(items):
+            out = outs[k] if outs is not None else None
+            if outs is not None and not isinstance(out, BaseException):
+                done.append((i, out))
+                continue
+            if isinstance(out, BaseException) and is_permanent(out):
+                done.append((i, _Quarantine("handle", out, 1)))
+                continue
+            # not taken in a batch, or its message failed there in a way a retry may mend: alone, with retries
+            try:
+                done.append((i, self._run_handler(handler, model, envelope)))
+            except _Quarantine as exc:
+                done.append((i, exc))
+        return done
 
     def _run_handler(self, handler: Handler, model: Any, envelope: Envelope) -> Any:
         """Run ``handler`` under the retry rules; return what it returned."""
