@@ -23,7 +23,7 @@ from .conf import broker_settings
 from .kafka import hop_auth, hop_headers, open_producer, resolve_broker_url
 from .models import OutboxMessage
 
-__all__ = ["PublishIncomplete", "close_producers", "publish_pending"]
+__all__ = ["PublishIncomplete", "close_producers", "publish_pending", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,17 +76,32 @@ def _here() -> tuple[int, int]:
     return (os.getpid(), threading.get_ident())
 
 
-def _producer(timeout: float) -> Any:
-    """The producer of this thread for ``KAFKA_URL`` (opened on first use; ``timeout`` bounds each message)."""
+def _producer(timeout: float, topic: str | None = None) -> Any:
+    """The producer of this thread for ``KAFKA_URL`` (opened on first use; ``timeout`` bounds each message).
+
+    Opened for ``topic``, hop builds its Kafka producer at once (else at the first message): any topic, as
+    one serves every topic here (hop's automatic offload is off, so all share one size limit).
+    """
     target = (resolve_broker_url(broker_settings.KAFKA_URL), broker_settings.KAFKA_USERNAME)
     cached = _producers.get(_here())
     if cached is not None and cached[0] == target:
         return cached[1]
     _discard_producer()  # one for another broker (the embedded one restarted on a new port, say)
     auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD, url=broker_settings.KAFKA_URL)
-    producer = open_producer(broker_settings.KAFKA_URL, auth=auth, timeout=timeout)
+    producer = open_producer(broker_settings.KAFKA_URL, topic, auth=auth, timeout=timeout)
     _producers[_here()] = (target, producer)
     return producer
+
+
+def warm_up(timeout: float | None = None) -> None:
+    """Open this thread's producer now, before its first message.
+
+    An idempotent producer's first message waits for its producer id (~0.5 s against the embedded broker): a
+    worker that publishes latency-critical alerts (the SNEWS decider's) calls this when it starts, so that
+    its first alert does not wait. ``timeout`` as :func:`publish_pending`'s (default ``PUBLISH_TIMEOUT_S``).
+    """
+    timeout = broker_settings.PUBLISH_TIMEOUT_S if timeout is None else timeout
+    _producer(max(float(broker_settings.PUBLISH_LEASE_S), timeout), topic=broker_settings.SNEWS_ALERT_TOPIC)
 
 
 def close_producers() -> None:
