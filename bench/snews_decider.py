@@ -227,9 +227,7 @@ def run(args, settings) -> dict:
         create_topics(info.bootstrap, topics.values())
         settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "SNEWS_ALERT_TOPIC": topics["alert"],
                                    "SNEWS_TEST_ALERT_TOPIC": topics["test"],
-                                   "SNEWS_NO_COINCIDENCE_TOPIC": topics["nocoinc"], "BATCH_TIMEOUT_S": 0.005,
-                                   # the broker holds an empty fetch this long (librdkafka: 500 ms)
-                                   "CONSUMER_CONFIG": {"fetch.wait.max.ms": 5},
+                                   "SNEWS_NO_COINCIDENCE_TOPIC": topics["nocoinc"],
                                    "SNEWS_EXPIRY_S": 3600.0}  # fmt: skip
         n = int(args.rate * args.seconds)
         stream = ReliableHopskotchAlertStream(
