@@ -197,6 +197,17 @@ def _queue(decisions: list[Decision]) -> int:
     head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
     placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # one statement of four arrays: its text is the same for every batch (psycopg parses a query text once;
+            # a VALUES list of a thousand placeholders was parsed again for each batch, 8 ms)
+            columns = ", ".join(quote(f.column) for f in fields)
+            cursor.execute(
+                f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT a, t, k, p, %s, 0, '' "
+                "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[]) AS v(a, t, k, p) "
+                "ON CONFLICT (alert_id) DO NOTHING",
+                [created, *map(list, zip(*values, strict=True))],
+            )
+            return len(values)
         for start in range(0, len(values), per_statement):
             chunk = values[start : start + per_statement]
             params: list[object] = []
