@@ -126,8 +126,9 @@ class Stages:
                 batches["committed"].append((time.monotonic(), list(envelopes)))
 
         def _commit(consumer, messages):
-            commit(consumer, messages)
+            done = commit(consumer, messages)
             batches["offsets"].append((time.monotonic(), messages))
+            return done
 
         def _claim(*a, **k):
             rows = claim(*a, **k)
