@@ -125,8 +125,8 @@ class Stages:
             finally:
                 batches["committed"].append((time.monotonic(), list(envelopes)))
 
-        def _commit(consumer, messages):
-            done = commit(consumer, messages)
+        def _commit(stream, consumer, messages):
+            done = commit(stream, consumer, messages)
             batches["offsets"].append((time.monotonic(), messages))
             return done
 
@@ -142,7 +142,7 @@ class Stages:
                 self.flushes.append((threading.get_ident(), time.monotonic()))
 
         Prefetcher._fetch, Ingestor.ingest = _fetch, _ingest
-        ReliableHopskotchAlertStream._commit = staticmethod(_commit)
+        ReliableHopskotchAlertStream._commit = _commit
         publishing._claim, Producer.flush = _claim, _flush
 
     def times(self) -> dict[str, dict[str, float]]:

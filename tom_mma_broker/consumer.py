@@ -192,11 +192,26 @@ class Prefetcher(threading.Thread):
         self.queue: queue.Queue = queue.Queue(maxsize=2)
         self._halt = threading.Event()
         self._held: tuple[list, list[Envelope]] | Exception | None = None  # taken from the queue, not handed yet
+        self._to_commit: dict[tuple[str, int], Any] = {}  # offsets the consuming thread asks this one to commit
+        self._commit_lock = threading.Lock()
+
+    def commit_later(self, offsets: list[Any]) -> None:
+        """Have this thread commit ``offsets`` (``TopicPartition``s) asynchronously before its next fetch."""
+        with self._commit_lock:
+            for tp in offsets:
+                self._to_commit[(tp.topic, tp.partition)] = tp
+
+    def _commit_pending(self) -> None:
+        with self._commit_lock:
+            offsets, self._to_commit = list(self._to_commit.values()), {}
+        if offsets:
+            self.kafka.commit(offsets=offsets, asynchronous=True)
 
     def run(self) -> None:
         """Fetch and decode batches until halted, handing each (or the error) to the consuming thread."""
         while not self._halt.is_set():
             try:
+                self._commit_pending()
                 item: Any = self._fetch()
             except Exception as exc:  # handed to the consuming thread, which decides
                 item = exc
