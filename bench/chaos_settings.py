@@ -25,3 +25,16 @@ CELERY_BEAT_SCHEDULE = {
     # a trigger whose task was lost is sent again after 10 s (production: minutes)
     "tom_mma-sweep": {"task": "tom_mma.tasks.sweep", "schedule": SWEEP_S, "kwargs": {"pending_s": 10.0}},
 }
+
+# the facility tasks on a queue of their own, with a worker of its own (docs/running.md): a hung facility then
+# holds only that worker, and classification goes on
+FACILITY_QUEUE = os.environ.get("TOM_MMA_CHAOS_FACILITY_QUEUE", "")
+if FACILITY_QUEUE:
+    CELERY_TASK_ROUTES = {
+        name: {"queue": FACILITY_QUEUE}
+        for name in (
+            "tom_mma.tasks.submit_trigger_task",
+            "tom_mma.tasks.update_observation_statuses",
+            "tom_mma.gw.tasks.cancel_observations_task",
+        )
+    }

@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--targets", type=int, default=10_000)
     parser.add_argument("--postgres", default="", help="a PostgreSQL server URL (a scratch database is used)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also profile N more rounds (cProfile) and print the top functions to stderr")  # fmt: skip
     args = parser.parse_args()
 
     tmp = tempfile.TemporaryDirectory()
@@ -109,15 +111,25 @@ def main() -> None:
         fastavro.writer(out, schema, [dict(record, superevent_id=f"MS181101{_suffix(i)}")])
         return out.getvalue()
 
-    payloads = [wire_bytes(i) for i in range(args.rounds + 3)]
+    payloads = [wire_bytes(i) for i in range(args.rounds + 3 + args.profile)]
     for payload in payloads[:3]:  # warm-up: imports, schema parse, first queries
         igwn_gwalert_handler(AvroBlob.deserialize(payload))
     times = []
-    for payload in payloads[3:]:
+    for payload in payloads[3 : 3 + args.rounds]:
         t0 = time.perf_counter()
         result = igwn_gwalert_handler(AvroBlob.deserialize(payload))
         times.append(time.perf_counter() - t0)
         assert result.created and result.skymap_changed
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for payload in payloads[3 + args.rounds :]:
+            igwn_gwalert_handler(AvroBlob.deserialize(payload))
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
     event = GWEvent.objects.latest("id")
     ranked = EventCandidate.objects.filter(event=event).count()
     assert ranked == args.targets, ranked

@@ -156,6 +156,11 @@ def main() -> None:
         help="seconds to wait for the synthetic batch to be classified and received",
     )
     parser.add_argument("--redis-url", default=REDIS_URL, help=f"Celery broker (default {REDIS_URL}; emptied)")
+    parser.add_argument("--workers", type=int, default=1, help="Celery worker processes (solo pool each; 1)")
+    parser.add_argument("--readstreams", type=int, default=1,
+                        help="readstreams processes in one group sharing the partitions (1)")  # fmt: skip
+    parser.add_argument("--partitions", type=int, default=4, help="partitions of the topics (4)")
+    parser.add_argument("--skip-latency", action="store_true", help="the throughput run only")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="tom-mma-pipeline-"))
@@ -163,7 +168,8 @@ def main() -> None:
     subprocess.run(["psql", PG_ADMIN, "-qc", f"CREATE DATABASE {db}"], check=True)
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="example_tom.settings", PYTHONPATH=str(ROOT),
                DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{db}", CELERY_BROKER_URL=args.redis_url,
-               TOM_MMA_STATE_DIR=str(tmp / "state"), TOM_MMA_LOG_LEVEL="WARNING", DJANGO_DEBUG="0")  # fmt: skip
+               TOM_MMA_STATE_DIR=str(tmp / "state"), TOM_MMA_LOG_LEVEL="WARNING", DJANGO_DEBUG="0",
+               TOM_MMA_SHARE_PARTITIONS="1")  # fmt: skip
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     import django
@@ -178,13 +184,18 @@ def main() -> None:
     app.conf.update(broker_url=args.redis_url, task_always_eager=False)
     redis.Redis.from_url(args.redis_url).flushdb()
     call_command("migrate", verbosity=0)
+    from django.conf import settings
+
+    settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "EMBEDDED_PARTITIONS": args.partitions}
     broker = embedded_broker()
     info = broker.start(TOPICS.values())
-    procs = [
-        subprocess.Popen([sys.executable, "manage.py", "readstreams"], cwd=ROOT, env=env),
+    procs = [subprocess.Popen([sys.executable, "manage.py", "readstreams"], cwd=ROOT, env=env)
+             for _ in range(args.readstreams)]  # fmt: skip
+    procs += [
         subprocess.Popen([sys.executable, "-m", "celery", "-A", "example_tom", "worker", "--pool=solo",
-                          "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
-                         cwd=ROOT, env=env),
+                          "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning",
+                          "-n", f"bench{n}@%h"], cwd=ROOT, env=env)
+        for n in range(args.workers)
     ]  # fmt: skip
     figures: dict = {}
     try:
@@ -192,10 +203,10 @@ def main() -> None:
         from tom_mma_broker.gw170817 import publish, replay_messages
         from tom_mma_broker.models import Candidate, Classification
 
-        time.sleep(3)  # let the consumer join
+        time.sleep(3 + 6 * (args.readstreams > 1))  # let the consumers join (a group of several: a rebalance)
         # latency: the replay, one message at a time; the send time of each point, by its MJD
         sent_at: dict[float, float] = {}
-        messages = replay_messages()
+        messages = [] if args.skip_latency else replay_messages()
         with open_producer(info.url) as producer:
             for message in messages:
                 started = time.monotonic()
@@ -206,7 +217,11 @@ def main() -> None:
                 pause = 1.0 if message.stream != "photometry" else args.gap
                 time.sleep(max(0.0, pause - (time.monotonic() - started)))
         names = sorted({m.content["object_name"] for m in messages if m.stream == "photometry"})
-        figures["latency"] = latency_figures(sent_at, names, args.latency_timeout)
+        figures["latency"] = (
+            {"completed": True, "skipped": True}
+            if args.skip_latency
+            else latency_figures(sent_at, names, args.latency_timeout)
+        )
 
         # throughput
         points = synthetic_points(args.candidates, args.points)
@@ -246,7 +261,11 @@ def main() -> None:
             "derived_alerts": DerivedAlertRecord.objects.count(),
         }
         figures["completed"] = figures["latency"]["completed"] and completed
-        figures["setup"] = "readstreams + 1 celery worker (solo) on Redis, PostgreSQL, embedded Kafka"
+        figures["setup"] = (f"{args.readstreams} readstreams (one group, shared partitions) + {args.workers} "
+                            f"celery worker(s) (solo) on Redis, PostgreSQL, embedded Kafka, {args.partitions} "
+                            "partitions")  # fmt: skip
+        figures["workers"], figures["readstreams"] = args.workers, args.readstreams
+        figures["messages_per_s"] = figures["throughput"]["messages_per_s"]
     finally:
         figures.setdefault("completed", False)
         for p in procs:

@@ -236,6 +236,8 @@ ALERT_STREAMS = [
             "USERNAME": os.environ.get("HOPSKOTCH_USERNAME", ""),
             "PASSWORD": os.environ.get("HOPSKOTCH_PASSWORD", ""),
             "GROUP_ID": os.environ.get("TOM_MMA_GROUP_ID", "tom-mma-example"),
+            # several readstreams processes share the topics' partitions (docs/running.md)
+            "SHARE_PARTITIONS": os.environ.get("TOM_MMA_SHARE_PARTITIONS", "") == "1",
             "START_POSITION": "EARLIEST",
             "TOPIC_HANDLERS": {
                 # the GW170817 replay (``replaygw170817``, ``mmademo``) on the embedded broker

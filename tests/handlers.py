@@ -83,3 +83,14 @@ def record_once(alert, metadata) -> None:
     seq = alert.content["seq"]
     CALLS[seq] += 1
     HandledMessage.objects.get_or_create(seq=seq, topic=metadata.topic)
+
+
+def record_pid(alert, metadata) -> None:
+    """As :func:`record`, noting the process that ran it (``topic@pid``); ``content['sleep_ms']`` of work first."""
+    import os
+    import time
+
+    content = alert.content
+    time.sleep(content.get("sleep_ms", 0) / 1000)
+    CALLS[content["seq"]] += 1
+    HandledMessage.objects.create(seq=content["seq"], topic=f"{metadata.topic}@{os.getpid()}")

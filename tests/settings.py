@@ -22,6 +22,8 @@ if os.environ.get("TOM_MMA_TEST_CHILD"):
     _TMP = Path(os.environ["TOM_MMA_TEST_TMP"])
 
 _TMP.mkdir(parents=True, exist_ok=True)
+# uploaded and stored files (cutouts) in the test's temporary folder, never the example TOM's state directory
+MEDIA_ROOT = os.environ.get("TOM_MMA_TEST_MEDIA_ROOT") or str(_TMP / "media")
 
 _db_url = os.environ.get("TEST_DATABASE_URL", "")
 if _db_url:

@@ -42,6 +42,7 @@ LAYER_MAP = [
         "entry",
     ),
     (r"^tom_mma\.checks_oidc$", "entry"),
+    (r"^tom_mma\.dataservices(\..*)?$", "entry"),  # tomtoolkit 3's Data Services: query forms and services
     (r"^tom_mma(_broker)?\.(management|templatetags|facilities)(\..*)?$", "entry"),
     (r"^tom_mma(_broker)?\.api(\..*)?$", "entry"),  # the REST API: viewsets, serializers, filters, routes
     (r"^tom_mma_broker\.(streams|fink|demo)$", "entry"),  # stream classes for ALERT_STREAMS
@@ -197,3 +198,17 @@ def test_every_import_of_a_project_module_resolves():
                     except ImportError:
                         missing.append(f"{path.relative_to(ROOT)}:{node.lineno}: {module}.{alias.name}")
     assert missing == []
+
+
+def test_only_the_data_services_import_tom_dataservices():
+    """A TOM without ``tom_dataservices`` imports none of it: only ``tom_mma.dataservices`` does, and only that
+    app imports those modules (through ``TomMmaConfig.data_services()``, which names none without it)."""
+    importers = set()
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            found = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                found = [node.module or ""]
+            if any(n == "tom_dataservices" or n.startswith("tom_dataservices.") for n in found):
+                importers.add(name)
+    assert importers and all(name.startswith("tom_mma.dataservices.") for name in importers), sorted(importers)

@@ -198,3 +198,26 @@ def test_the_api_in_the_browser(driver, site, path):  # noqa: F811
         assert EVENT in text
     if path.endswith(("derived-alerts/", f"{EVENT}/candidates/")):
         assert XSS in text  # shown as the text it is, inside the JSON
+
+
+def test_the_archive_data_service_form_and_results(driver, site):  # noqa: F811
+    """tomtoolkit 3's Data Services: the MMA-Archive form sent from the browser, its results, the markup as text."""
+    from django.test import override_settings
+    from django.urls import reverse
+
+    # tom_dataservices' result page clears the whole cache: a cache of this process's own
+    local = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "browser-ds"}}
+    with override_settings(CACHES=local):
+        form = reverse("tom_dataservices:create") + "?data_service=MMA-Archive"
+        text = visit(driver, site, form, "dataservice-archive-form")
+        assert "MMA-Archive Query Form" in text and "Inside the region of GW event" in text
+        driver.find_element("id", "id_gw_event").send_keys(EVENT)
+        # the Run button (with its formaction), pressed from script: at this window size something of
+        # tomtoolkit's page overlaps it for selenium's pointer
+        driver.execute_script("arguments[0].click()", driver.find_element("id", "submit-id-submit"))
+        assert driver.current_url.endswith(reverse("tom_dataservices:run"))
+        text = visit(driver, site, reverse("tom_dataservices:run"), "dataservice-archive-results")
+    table = driver.find_element("id", "mma-archive-results").text
+    assert "AT-best" in table and XSS in table and "0.910" in table and EVENT in table
+    menu = driver.find_element("css selector", "nav").get_attribute("innerHTML")
+    assert "data_service=MMA-Archive" in menu and "data_service=MMA-Fink" in menu

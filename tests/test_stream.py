@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -218,6 +219,21 @@ def test_wildcard_topics_are_resolved_against_the_broker(kafka_broker):
         "wild.alpha",
         "wild.beta",
     ]
+
+
+def test_a_missing_topic_reopens_the_stream_only_once_it_exists(kafka_broker, topic):
+    later = f"test.later.{uuid.uuid4().hex[:8]}"
+    stream = ReliableHopskotchAlertStream(URL="embedded", TOPIC_HANDLERS={topic: None, later: None})
+    consumer, reading = stream._open()
+    try:
+        stream._reading = reading
+        assert reading == [topic] and stream._missing_topics == [later]
+        # still missing: nothing to reopen for (it reopened at every check, dropping its prefetched batches)
+        assert not stream._topics_appeared()
+        create_topics(kafka_broker.bootstrap, [later])
+        assert stream._topics_appeared()
+    finally:
+        consumer.close()
 
 
 def test_consumer_takes_the_tuning_and_the_settings_librdkafka_config(settings, kafka_broker, topic):

@@ -5,7 +5,8 @@ Add ``"tom_mma.alerts.DerivedAlertBroker"`` to ``TOM_ALERT_CLASSES`` (``tom_aler
 (:class:`tom_mma.models.DerivedAlertRecord`) by score range, time window (received, or time of the
 latest photometric point), GW event and cone; it never re-reads a Kafka topic. "Create target" from a
 result merges by name, alias and cone through :func:`tom_mma.targets.get_or_create_target`, and adds the
-alert's photometry.
+alert's photometry. The search itself is :func:`tom_mma.archive.search_derived_alerts`, which the
+tomtoolkit 3 Data Service of the archive (:mod:`tom_mma.dataservices.archive`) shares.
 """
 
 from __future__ import annotations
@@ -22,23 +23,22 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.dateparse import parse_datetime
 from tom_alerts.alerts import GenericAlert, GenericBroker, GenericQueryForm
 
+from tom_mma.archive import MAX_RESULTS, derived_alert_dict, search_derived_alerts
 from tom_mma.derived import add_photometry, mjd_to_datetime
+from tom_mma.formlayout import cone_fieldset
 from tom_mma.models import DerivedAlertRecord
 from tom_mma.schemas.derived_alert import DerivedAlert
-from tom_mma.targets import cone_filter, get_or_create_target
+from tom_mma.targets import get_or_create_target
 
-__all__ = ["DerivedAlertQueryForm", "DerivedAlertBroker", "DerivedGenericAlert", "search_derived_alerts"]
+__all__ = [
+    "DerivedAlertQueryForm",
+    "DerivedAlertBroker",
+    "DerivedGenericAlert",
+    "MAX_RESULTS",
+    "search_derived_alerts",
+]
 
 logger = logging.getLogger(__name__)
-
-#: Results the query page shows at most (tom_alerts' RunQueryView stops at 100 too).
-MAX_RESULTS = 101
-
-_MJD_UNIX_EPOCH = 40587.0
-
-
-def _datetime_to_mjd(value: datetime) -> float:
-    return _MJD_UNIX_EPOCH + value.timestamp() / 86400.0
 
 
 class DerivedAlertQueryForm(GenericQueryForm):
@@ -76,14 +76,7 @@ class DerivedAlertQueryForm(GenericQueryForm):
                 ),
             ),
             Fieldset("Gravitational-wave event", "gw_event"),
-            Fieldset(
-                "Cone",
-                Row(
-                    Column("ra", css_class="col"),
-                    Column("dec", css_class="col"),
-                    Column("radius_arcsec", css_class="col"),
-                ),
-            ),
+            cone_fieldset(),
             "include_retracted",
         )
 
@@ -107,66 +100,9 @@ class DerivedAlertQueryForm(GenericQueryForm):
         return cleaned
 
 
-def _as_datetime(value: Any) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        return value
-    parsed = parse_datetime(str(value))
-    if parsed is None:
-        raise ValueError(f"not a date and time: {value!r}")
-    return parsed
-
-
-def search_derived_alerts(parameters: dict[str, Any]) -> list[DerivedAlertRecord]:
-    """The derived-alert classifications matching a query's parameters, newest first.
-
-    Parameters
-    ----------
-    parameters : dict
-        ``score_min``, ``score_max``, ``time_field`` (``"received"`` or ``"latest_point"``),
-        ``time_start``, ``time_end`` (datetimes or ISO text), ``gw_event``, ``ra``, ``dec``,
-        ``radius_arcsec``, ``include_retracted``; any may be missing or None.
-    """
-    records = DerivedAlertRecord.objects.filter(kind=DerivedAlertRecord.Kind.CLASSIFICATION)
-    if parameters.get("score_min") is not None:
-        records = records.filter(kilonova_score__gte=float(parameters["score_min"]))
-    if parameters.get("score_max") is not None:
-        records = records.filter(kilonova_score__lte=float(parameters["score_max"]))
-    start, end = _as_datetime(parameters.get("time_start")), _as_datetime(parameters.get("time_end"))
-    if parameters.get("time_field") == "latest_point":
-        if start is not None:
-            records = records.filter(latest_point_mjd__gte=_datetime_to_mjd(start))
-        if end is not None:
-            records = records.filter(latest_point_mjd__lte=_datetime_to_mjd(end))
-    else:
-        if start is not None:
-            records = records.filter(received__gte=start)
-        if end is not None:
-            records = records.filter(received__lte=end)
-    if parameters.get("gw_event"):
-        records = records.filter(gw_event=parameters["gw_event"])
-    if not parameters.get("include_retracted"):
-        records = records.filter(retracted=False)
-    records = records.order_by("-received", "-pk")
-    if parameters.get("radius_arcsec") is not None and parameters.get("ra") is not None:
-        in_cone = cone_filter(
-            records, float(parameters["ra"]), float(parameters["dec"]), float(parameters["radius_arcsec"]) / 3600.0
-        )
-        found = sorted((record for record, _separation in in_cone), key=lambda r: (r.received, r.pk), reverse=True)
-        return found[:MAX_RESULTS]
-    return list(records[:MAX_RESULTS])
-
-
 def _alert_dict(record: DerivedAlertRecord) -> dict[str, Any]:
     """A result as the query page caches it (plain data: it is pickled into the cache)."""
-    return {
-        **record.raw,
-        "record_id": record.pk,
-        "target_id": record.target_id,
-        "received": record.received.isoformat(),
-        "retracted": record.retracted,
-    }
+    return derived_alert_dict(record)
 
 
 @dataclass
@@ -213,7 +149,7 @@ class DerivedAlertBroker(GenericBroker):
                 url = ""
         candidate = alert["candidate"]
         return DerivedGenericAlert(
-            timestamp=_as_datetime(alert.get("received")),
+            timestamp=parse_datetime(alert["received"]) if alert.get("received") else None,
             id=alert["alert_id"],
             name=candidate["name"],
             ra=candidate["ra"],

@@ -45,3 +45,17 @@ class TomMmaConfig(AppConfig):
                 "label": "Kilonova score",
             }
         ]
+
+    def data_services(self) -> list[dict]:
+        """Tomtoolkit integration: the archive and Fink query forms in the Data Services menu.
+
+        Only ``tom_dataservices`` calls this hook; a TOM without that app gets an empty list, and the
+        services' modules (which import it) are never imported.
+        """
+        from django.apps import apps
+
+        if not apps.is_installed("tom_dataservices"):
+            return []
+        from .dataservices import SERVICES
+
+        return [dict(service) for service in SERVICES]

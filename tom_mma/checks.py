@@ -6,6 +6,8 @@
 - ``tom_mma.E070``: background work would be lost: no Celery broker and eager mode off.
 - ``tom_mma.E120``, ``E121``: ``MAX_INFLATED_BYTES`` or ``MAX_CUTOUT_BYTES`` is not a positive integer
   (``checks_limits``).
+- ``tom_mma.E130``, ``E131``: the Fink data service's ``FINK_API_URL`` or ``FINK_API_TIMEOUT_S`` is unusable
+  (``checks_dataservices``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from django.conf import settings
 from django.core import checks
 
 from . import (
+    checks_dataservices,  # noqa: F401  (registers the data services' checks)
     checks_derived,  # noqa: F401  (registers the derived-alert checks)
     checks_limits,  # noqa: F401  (registers the decompression limit's check)
     checks_oidc,  # noqa: F401  (registers the OIDC login checks)

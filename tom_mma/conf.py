@@ -103,6 +103,11 @@ DEFAULTS: dict = {
     # a Rubin cutout a few hundred KB): cutouts are kept as FITS files that the TOM opens later. Checked by
     # tom_mma.E121.
     "MAX_CUTOUT_BYTES": 16 * 1024 * 1024,
+    # Fink's REST API, as the "Fink" data service (tom_mma.dataservices.fink, docs/dataservices.md) asks it: the
+    # API's URL (Fink's public ZTF API; its Rubin API, https://api.lsst.fink-portal.org, speaks other columns and
+    # is not read yet) and how long (s) to wait for it to connect and to answer. Checked by tom_mma.E130, E131.
+    "FINK_API_URL": "https://api.ztf.fink-portal.org",
+    "FINK_API_TIMEOUT_S": 30.0,
 }
 
 mma_settings = AppSettings("TOM_MMA", DEFAULTS)

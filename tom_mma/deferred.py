@@ -8,9 +8,11 @@ sky map is not ranked yet, a candidate not classified yet), then a Celery task s
 delays the effect and loses nothing).
 
 With a Celery broker, :func:`send` is ``task.delay``. In eager mode (the demo's embedded default, no worker),
-a task sent from a stream's thread (marked by :func:`stream_thread`) runs on one background thread of this
-process instead, in the order sent, so that the stream goes on reading while a facility answers; from any
-other thread it runs at once, as Celery's eager mode does.
+a task sent from a stream's thread (marked by :func:`stream_thread`) runs on a background thread of this
+process instead, so that the stream goes on reading while a facility answers: one thread per Celery queue
+the task is routed to (``CELERY_TASK_ROUTES``), each running its tasks in the order sent, as one worker per
+queue would; so a TOM that routes its facility tasks to a queue of their own keeps classifying while a
+facility hangs, in eager mode too. From any other thread a task runs at once, as Celery's eager mode does.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 _local = threading.local()
 _lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
+_executors: dict[str, ThreadPoolExecutor] = {}
 _futures: set[Future] = set()
 
 
@@ -65,7 +67,7 @@ def send(task: Any, *args: Any) -> None:
         if not task.app.conf.task_always_eager:
             task.delay(*args)
         elif in_stream_thread():
-            future = _background().submit(_run_eager, task, args)
+            future = _background(_queue_of(task)).submit(_run_eager, task, args)
             with _lock:
                 _futures.add(future)
             future.add_done_callback(_forget)
@@ -121,12 +123,29 @@ def drain(timeout: float | None = None) -> bool:
     return not not_done
 
 
-def _background() -> ThreadPoolExecutor:
-    global _executor
+def _queue_of(task: Any) -> str:
+    """The name of the Celery queue ``task`` is routed to, as its ``delay`` would route it.
+
+    The TOM's ``task_routes``, else the task's own ``queue``, else the default queue.
+    """
+    default = task.app.conf.task_default_queue or "celery"
+    try:
+        own = {"queue": task.queue} if getattr(task, "queue", None) else {}  # @shared_task(queue=...)
+        queue = task.app.amqp.router.route(own, task.name, (), {}).get("queue")
+    except Exception:  # noqa: BLE001 - a route that cannot be read: the default queue, as a worker would
+        logger.warning("could not read the Celery route of %s; using queue %s", task.name, default, exc_info=True)
+        return default
+    return str(getattr(queue, "name", None) or queue or default)
+
+
+def _background(queue: str) -> ThreadPoolExecutor:
     with _lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tom-mma-eager")
-        return _executor
+        executor = _executors.get(queue)
+        if executor is None:
+            executor = _executors[queue] = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"tom-mma-eager-{queue}"
+            )
+        return executor
 
 
 def _forget(future: Future) -> None:

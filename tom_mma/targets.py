@@ -37,6 +37,7 @@ __all__ = [
     "cone_prefilter",
     "get_or_create_target",
     "assign_target_permissions",
+    "give_creator_access",
     "assign_observation_permissions",
     "target_groups",
 ]
@@ -318,6 +319,20 @@ def assign_target_permissions(target: Target, groups: Sequence[str] | None = Non
         ],
         ignore_conflicts=True,
     )
+
+
+def give_creator_access(target: Target, user: Any) -> None:
+    """Let the person who created a Target from a query page view and change it.
+
+    For a Target that a query made (tomtoolkit's Data Services, :mod:`tom_mma.dataservices`), besides the
+    groups :func:`get_or_create_target` gave it. Call it only for a Target the query created: merging into an
+    existing Target grants nothing (it may be another group's private Target).
+    """
+    if user is None or not getattr(user, "is_authenticated", False):
+        return
+    app_label = get_target_model_app_label()
+    for permission in TARGET_GROUP_PERMISSIONS:
+        assign_perm(f"{app_label}.{permission}", user, target)
 
 
 def assign_observation_permissions(record: Any) -> None:

@@ -42,23 +42,37 @@ def find_candidate(name: str, aliases: tuple[str, ...], ra: float, dec: float) -
     return nearest[0][0] if nearest else None
 
 
-def _candidate_for(point: PhotometryMessage) -> Candidate:
-    candidate = find_candidate(point.object_name, tuple(point.aliases), point.ra, point.dec)
+def _candidate_for(point: PhotometryMessage, known: Candidate | None = None, also: tuple[str, ...] = ()) -> Candidate:
+    """The candidate of ``point`` (``known``, if the caller found it already), made if there is none.
+
+    Its aliases get the point's names and ``also`` (the other names its batch gave the same object).
+    """
+    candidate = known or find_candidate(point.object_name, tuple(point.aliases), point.ra, point.dec)
     if candidate is None:
         try:
             with transaction.atomic():
                 return Candidate.objects.create(
-                    name=point.object_name, aliases=sorted(set(point.aliases)), ra=point.ra, dec=point.dec,
-                    gw_event=point.gw_event or "",
+                    name=point.object_name, aliases=sorted(set(point.aliases) | set(also)), ra=point.ra,
+                    dec=point.dec, gw_event=point.gw_event or "",
                 )  # fmt: skip
         except IntegrityError:  # created concurrently under the same name
             return Candidate.objects.get(name=point.object_name)
-    new_aliases = {point.object_name, *point.aliases} - {candidate.name} - set(candidate.aliases)
+    new_aliases = {point.object_name, *point.aliases, *also} - {candidate.name} - set(candidate.aliases)
     if new_aliases or (point.gw_event and not candidate.gw_event):
         candidate.aliases = sorted(set(candidate.aliases) | new_aliases)
         candidate.gw_event = candidate.gw_event or point.gw_event or ""
         candidate.save(update_fields=["aliases", "gw_event", "updated"])
     return candidate
+
+
+def _point_row(candidate: Candidate, point: PhotometryMessage, message_id: uuid.UUID | None) -> CandidatePoint:
+    """The stored form of one photometric point (one definition for the single and the batched path)."""
+    return CandidatePoint(
+        candidate=candidate, point_id=point.point_id, message_id=message_id, mjd=point.mjd, band=point.band,
+        magnitude=point.magnitude, magnitude_error=point.magnitude_error, upper_limit=point.upper_limit,
+        system=point.system, telescope=point.telescope or "", instrument=point.instrument or "",
+        source=point.source,
+    )  # fmt: skip
 
 
 def ingest_point(point: PhotometryMessage, message_id: uuid.UUID | None = None) -> tuple[Candidate, bool]:
@@ -73,23 +87,32 @@ def ingest_point(point: PhotometryMessage, message_id: uuid.UUID | None = None) 
     if existing is not None:
         return existing.candidate, False
     candidate = _candidate_for(point)
-    CandidatePoint.objects.create(
-        candidate=candidate, point_id=point.point_id, message_id=message_id, mjd=point.mjd, band=point.band,
-        magnitude=point.magnitude, magnitude_error=point.magnitude_error, upper_limit=point.upper_limit,
-        system=point.system, telescope=point.telescope or "", instrument=point.instrument or "",
-        source=point.source,
-    )  # fmt: skip
+    _point_row(candidate, point, message_id).save(force_insert=True)
     logger.debug("point %s of %s stored (message %s)", point.point_id, candidate.name, message_id)
     signals.candidate_points_added.send(sender=Candidate, candidate_pk=candidate.pk)
     return candidate, True
 
 
-def ingest_points(points: list[PhotometryMessage], message_id: uuid.UUID | None = None) -> list[Candidate]:
-    """Store many points at once (an optical alert's history): one look-up per object, one insert for all.
+def ingest_points(
+    points: list[PhotometryMessage],
+    message_id: uuid.UUID | None = None,
+    message_ids: list[uuid.UUID | None] | None = None,
+) -> list[Candidate]:
+    """Store many points at once (an optical alert's history, a stream batch): one insert per object.
 
     The same result as :func:`ingest_point` for each point (each stored once, keyed on ``point_id``; the
-    points of an object under one candidate), with one ``candidate_points_added`` signal per candidate that
-    got new points.
+    points of an object under one candidate, which gets every name they give it), with one
+    ``candidate_points_added`` signal per candidate that got new points. The candidates already known by
+    name are found in one query for the whole call; only new names are looked for by alias and cone.
+
+    Parameters
+    ----------
+    points : list of PhotometryMessage
+        The points, in any order.
+    message_id : uuid.UUID, optional
+        The message they all came in.
+    message_ids : list, optional
+        Or each point's own message (aligned with ``points``).
 
     Returns
     -------
@@ -98,28 +121,25 @@ def ingest_points(points: list[PhotometryMessage], message_id: uuid.UUID | None 
     """
     if not points:
         return []
+    ids = message_ids if message_ids is not None else [message_id] * len(points)
     known = set(
         CandidatePoint.objects.filter(point_id__in=[p.point_id for p in points]).values_list("point_id", flat=True)
     )
-    by_object: dict[str, list[PhotometryMessage]] = {}
-    for point in points:
+    by_object: dict[str, list[tuple[PhotometryMessage, uuid.UUID | None]]] = {}
+    for point, mid in zip(points, ids, strict=True):
         if point.point_id not in known:
             known.add(point.point_id)  # a point twice in the same call is stored once
-            by_object.setdefault(point.object_name, []).append(point)
+            by_object.setdefault(point.object_name, []).append((point, mid))
+    by_name = {c.name: c for c in Candidate.objects.filter(name__in=list(by_object))}
     touched = []
-    for group in by_object.values():
-        candidate = _candidate_for(group[0])
-        rows = [
-            CandidatePoint(
-                candidate=candidate, point_id=p.point_id, message_id=message_id, mjd=p.mjd, band=p.band,
-                magnitude=p.magnitude, magnitude_error=p.magnitude_error, upper_limit=p.upper_limit,
-                system=p.system, telescope=p.telescope or "", instrument=p.instrument or "", source=p.source,
-            )
-            for p in group
-        ]  # fmt: skip
+    for name, group in by_object.items():
+        first = group[0][0]
+        also = tuple(sorted({a for p, _ in group for a in p.aliases} - set(first.aliases)))
+        candidate = _candidate_for(first, by_name.get(name), also)
+        rows = [_point_row(candidate, p, mid) for p, mid in group]
         # a concurrent writer's copy of a point is skipped by the unique point_id
         CandidatePoint.objects.bulk_create(rows, ignore_conflicts=True)
-        logger.debug("%d points of %s stored (message %s)", len(rows), candidate.name, message_id)
+        logger.debug("%d points of %s stored", len(rows), candidate.name)
         signals.candidate_points_added.send(sender=Candidate, candidate_pk=candidate.pk)
         touched.append(candidate)
     return touched

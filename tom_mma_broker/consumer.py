@@ -157,8 +157,12 @@ def open_consumer(
     start_position: str,
     error_callback: Callable,
     extra: dict[str, Any] | None = None,
+    share: bool = False,
 ) -> adc_consumer.Consumer:
-    """An adc consumer of ``topics`` (every partition assigned to it, resuming at the group's offsets).
+    """An adc consumer of ``topics``, resuming at the group's offsets.
+
+    Every partition is assigned to it (as hop does), or with ``share`` it joins ``group_id`` as a Kafka
+    consumer-group member (confluent-kafka's ``subscribe()``: the group's members share the partitions).
 
     hop's ``Stream.open`` builds the same consumer but cannot pass librdkafka settings; this one adds
     :data:`CONSUMER_TUNING`, ``TOM_MMA_BROKER['CONSUMER_CONFIG']`` and ``extra`` (:func:`consumer_config`).
@@ -167,7 +171,10 @@ def open_consumer(
     """
     consumer = adc_consumer.Consumer(consumer_config(base_url, group_id, auth, start_position, error_callback, extra))
     try:
-        consumer.subscribe(topics)
+        if share:
+            confluent_consumer(consumer).subscribe(list(topics))
+        else:
+            consumer.subscribe(topics)
     except Exception:
         consumer.close()
         raise

@@ -98,7 +98,6 @@ class FinkAlertStream(ReliableHopskotchAlertStream):
         *ReliableHopskotchAlertStream.allowed_keys,
         "TOPIC",
         "SURVEY",
-        "SESSION_TIMEOUT_MS",
         "MAX_POLL_NUMBER",
         "TIMEOUT",
     ]  # fmt: skip (not TOPICS: AlertStream would set it as an attribute over the topics() method)
@@ -110,8 +109,7 @@ class FinkAlertStream(ReliableHopskotchAlertStream):
         kwargs.pop("TOPICS", None)
         kwargs.setdefault("START_POSITION", "EARLIEST")
         kwargs.setdefault("GROUP_ID", "tom-mma-fink")
-        super().__init__(*args, **kwargs)
-        self.session_timeout_ms = int(kwargs.get("SESSION_TIMEOUT_MS", 10000))
+        super().__init__(*args, **kwargs)  # SESSION_TIMEOUT_MS: the reliable stream's option
 
     def _credentials(self) -> tuple[str, str]:
         username = getattr(self, "username", None) or os.environ.get("FINK_USERNAME", "")
@@ -168,7 +166,8 @@ class FinkAlertStream(ReliableHopskotchAlertStream):
     def _topics_appeared(self) -> bool:
         consumer = Consumer({k: v for k, v in self.consumer_config().items() if k != "group.id"} | {"group.id": "-"})
         try:
-            return bool(set(self.topics(self._available(consumer))) - set(self._reading))
+            available = self._available(consumer)
+            return bool((set(self.topics(available)) & available) - set(self._reading))
         finally:
             consumer.close()
 

@@ -89,6 +89,14 @@ class ReliableHopskotchAlertStream(AlertStream):
     ``GCN_CLIENT_ID``, ``GCN_CLIENT_SECRET``, ``GCN_DOMAIN``, ``OAUTH_TOKEN_ENDPOINT``
         GCN Kafka's OAuth client credentials (from the environment), as ``gcn-kafka`` configures them
         (:mod:`tom_mma_broker.gcn`); ``SECURITY_PROTOCOL`` defaults to ``sasl_ssl`` then.
+    ``SHARE_PARTITIONS``
+        ``True``: join ``GROUP_ID`` as a Kafka consumer-group member (``subscribe()``), so that several
+        ``readstreams`` processes with this entry share the topics' partitions, and a process that dies has
+        its partitions taken over by the others. Default ``False``: every partition is assigned to this
+        process, as hop does (two processes then each read everything; the archive keeps one copy).
+    ``SESSION_TIMEOUT_MS``
+        The group member's ``session.timeout.ms`` with ``SHARE_PARTITIONS`` (default 10,000): how soon the
+        others take over a dead process's partitions.
     """
 
     TOPIC_RECHECK_S = 60
@@ -98,6 +106,7 @@ class ReliableHopskotchAlertStream(AlertStream):
         "URL", "GROUP_ID", "USERNAME", "PASSWORD", "AUTH", "SASL_MECHANISM", "SECURITY_PROTOCOL",
         "TOPIC_HANDLERS", "START_POSITION", "IGNORE_TEST",
         "GCN_CLIENT_ID", "GCN_CLIENT_SECRET", "GCN_DOMAIN", "OAUTH_TOKEN_ENDPOINT",
+        "SHARE_PARTITIONS", "SESSION_TIMEOUT_MS",
     ]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -108,6 +117,8 @@ class ReliableHopskotchAlertStream(AlertStream):
         if self.start_position not in ("EARLIEST", "LATEST"):
             raise ImproperlyConfigured(f"START_POSITION must be EARLIEST or LATEST, not {self.start_position!r}")
         self.ignore_test = bool(kwargs.get("IGNORE_TEST", True))
+        self.share_partitions = bool(kwargs.get("SHARE_PARTITIONS", False))
+        self.session_timeout_ms = int(kwargs.get("SESSION_TIMEOUT_MS", 10000))
         try:
             check_broker_url(kwargs.get("URL"))
         except ValueError as exc:
@@ -203,16 +214,21 @@ class ReliableHopskotchAlertStream(AlertStream):
         if not topics:
             raise BrokerLost(f"none of the topics {', '.join(wanted)} exists on {base}")
         self._broker_error = None
+        extra = dict(self.oauth_config() or {})
+        if self.share_partitions:
+            extra["session.timeout.ms"] = self.session_timeout_ms
         consumer = open_consumer(
             base, topics, self.group_id, auth, self.start_position, error_callback=self._on_kafka_error,
-            extra=self.oauth_config(),
+            extra=extra, share=self.share_partitions,
         )  # fmt: skip
         return consumer, topics
 
     def _topics_appeared(self) -> bool:
         """Whether a configured topic that was missing (or a new wildcard match) exists now."""
-        available = self._list_topics(resolve_broker_url(self.url), self.stream_auth())
-        return bool(set(self.topics(available)) - set(self._reading))
+        available = set(self._list_topics(resolve_broker_url(self.url), self.stream_auth()))
+        # a wanted topic that exists now and is not read yet (not the missing ones: they would reopen the
+        # stream at every check)
+        return bool((set(self.topics(available)) & available) - set(self._reading))
 
     # -- the loop ---------------------------------------------------------------------------
     def stop(self) -> None:

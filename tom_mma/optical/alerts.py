@@ -118,7 +118,12 @@ class OpticalAlert:
         return tuple(p for p in self.points if not p.is_limit)
 
 
-def _num(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (missing, not a number, a bool, NaN or infinite).
+
+    >>> finite_number("18.5"), finite_number(float("nan")), finite_number(True), finite_number(None)
+    (18.5, None, None, None)
+    """
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -126,6 +131,9 @@ def _num(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+_num = finite_number
 
 
 def _require(record: Mapping, key: str, what: str) -> Any:
