@@ -203,7 +203,7 @@ class Prefetcher(threading.Thread):
         self._commit_lock = threading.Lock()
 
     def commit_later(self, offsets: list[Any]) -> None:
-        """Have this thread commit ``offsets`` (``TopicPartition``s) asynchronously before its next fetch."""
+        """Have this thread commit ``offsets`` (a list of ``TopicPartition``) asynchronously before its next fetch."""
         with self._commit_lock:
             for tp in offsets:
                 self._to_commit[(tp.topic, tp.partition)] = tp
