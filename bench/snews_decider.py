@@ -12,7 +12,13 @@ handed to the producer to the moment its alert was read from the coincidence top
 Goal (issue 11): p99 under 50 ms at 1,000 messages/s from 20 detectors. Peer: none runs on this path
 (``snews-cs`` itself needs SCiMMA's brokers, MongoDB and hop-client < 0.11).
 
-    python bench/snews_decider.py [--rate 1000 --seconds 10 --detectors 20] [--postgres]
+    python bench/snews_decider.py [--rate 1000 --seconds 10 --detectors 20] [--postgres] [--profile DIR]
+
+The stages of each message (``stage_<name>_p50_s``, ``_p99_s``, each from the one before): ``fetched`` (from
+the producer to the stream's prefetch thread), ``ingest`` (waiting for the stream thread), ``committed`` (the
+batch's transaction), ``offsets`` (the Kafka commit after it), ``claimed`` (from the database commit to the
+publisher's claim of its alert), ``flushed`` (produced and acknowledged), ``received`` (read by a consumer of
+the coincidence topic). ``--profile DIR`` writes a cProfile file of the stream, prefetch and publisher threads.
 
 The last line printed is one JSON object.
 """
@@ -41,6 +47,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to publish")
     parser.add_argument("--detectors", type=int, default=20)
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
+    parser.add_argument("--profile", metavar="DIR", help="write a cProfile file per thread of the pipeline there")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="snews-bench-"))
@@ -78,6 +85,126 @@ def main() -> None:
     print(json.dumps(result), flush=True)
 
 
+class Stages:
+    """When each batch of messages reached each stage of the pipeline (monotonic clock), kept cheaply.
+
+    Wraps, for the benchmark only, the points where a batch passes from one stage to the next: fetched from
+    Kafka (the prefetch thread), handed to the ingestor, its transaction committed, its offsets committed;
+    then its alerts claimed from the outbox, and the producer's flush (the broker's acknowledgement). The
+    messages of each batch are read from their payloads after the run.
+    """
+
+    def __init__(self) -> None:
+        self.batches: dict[str, list[tuple[float, list]]] = {"fetched": [], "ingest": [], "committed": [],
+                                                             "offsets": []}  # fmt: skip
+        self.claims: list[tuple[int, float, list]] = []
+        self.flushes: list[tuple[int, float]] = []
+
+    def install(self) -> None:
+        from hop.io import Producer
+
+        from tom_mma_broker import publishing
+        from tom_mma_broker.consumer import Prefetcher
+        from tom_mma_broker.ingest import Ingestor
+        from tom_mma_broker.streams import ReliableHopskotchAlertStream
+
+        fetch, ingest, commit = Prefetcher._fetch, Ingestor.ingest, ReliableHopskotchAlertStream._commit
+        claim, flush = publishing._claim, Producer.flush
+        batches = self.batches
+
+        def _fetch(prefetcher):
+            got = fetch(prefetcher)
+            if got is not None:
+                batches["fetched"].append((time.monotonic(), got[1]))
+            return got
+
+        def _ingest(ingestor, envelopes):
+            batches["ingest"].append((time.monotonic(), list(envelopes)))
+            try:
+                return ingest(ingestor, envelopes)
+            finally:
+                batches["committed"].append((time.monotonic(), list(envelopes)))
+
+        def _commit(stream, consumer, messages):
+            done = commit(stream, consumer, messages)
+            batches["offsets"].append((time.monotonic(), messages))
+            return done
+
+        def _claim(*a, **k):
+            rows = claim(*a, **k)
+            self.claims.append((threading.get_ident(), time.monotonic(), rows))
+            return rows
+
+        def _flush(producer, *a, **k):
+            try:
+                return flush(producer, *a, **k)
+            finally:
+                self.flushes.append((threading.get_ident(), time.monotonic()))
+
+        Prefetcher._fetch, Ingestor.ingest = _fetch, _ingest
+        ReliableHopskotchAlertStream._commit = _commit
+        publishing._claim, Producer.flush = _claim, _flush
+
+    def times(self) -> dict[str, dict[str, float]]:
+        """Stage -> message uid -> when it got there."""
+        out: dict[str, dict[str, float]] = {}
+        for stage, batches in self.batches.items():
+            when = out[stage] = {}
+            for t, items in batches:
+                for item in items:
+                    payload = item.payload if hasattr(item, "payload") else item.value()
+                    try:
+                        when.setdefault(json.loads(payload)["uuid"], t)
+                    except (ValueError, KeyError, TypeError):
+                        continue
+        claimed, flushed = out["claimed"], out["flushed"] = {}, {}
+        for thread, t, rows in self.claims:
+            done = next((f for th, f in self.flushes if th == thread and f >= t), None)
+            for row in rows:
+                uid = json.loads(bytes(row.payload)).get("trigger_uid")
+                claimed.setdefault(uid, t)
+                if done is not None:
+                    flushed.setdefault(uid, done)
+        return out
+
+
+def stage_figures(sent: dict[str, float], received: dict[str, float], stages: Stages) -> dict[str, float]:
+    """p50 and p99 of the time each stage took, from the previous one (``stage_<name>_p50_s``)."""
+    times = stages.times()
+    order = [("fetched", None), ("ingest", None), ("committed", None), ("offsets", None), ("claimed", None),
+             ("flushed", None), ("received", received)]  # fmt: skip
+    figures: dict[str, float] = {}
+    previous = sent
+    for name, own in order:
+        current = own if own is not None else times[name]
+        if name == "claimed":
+            previous = times["committed"]  # claimed after the commit, in parallel with the offsets
+        spans = [current[u] - previous[u] for u in current if u in previous]
+        figures[f"stage_{name}_p50_s"] = round(percentile(spans, 0.5), 4)
+        figures[f"stage_{name}_p99_s"] = round(percentile(spans, 0.99), 4)
+        previous = current
+    return figures
+
+
+def profiled(target, directory: str | None, name: str):
+    """``target`` under cProfile, its stats written to ``directory/name.prof`` when it returns."""
+    if not directory:
+        return target
+    import cProfile
+
+    def run(*args, **kwargs):
+        profile = cProfile.Profile()
+        profile.enable()
+        try:
+            return target(*args, **kwargs)
+        finally:
+            profile.disable()
+            os.makedirs(directory, exist_ok=True)
+            profile.dump_stats(os.path.join(directory, f"{name}.prof"))
+
+    return run
+
+
 def run(args, settings) -> dict:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -86,6 +213,12 @@ def run(args, settings) -> dict:
     from tom_mma_broker.models import OutboxMessage
     from tom_mma_broker.streams import ReliableHopskotchAlertStream
 
+    stages = Stages()
+    stages.install()
+    if args.profile:
+        from tom_mma_broker.consumer import Prefetcher
+
+        Prefetcher.run = profiled(Prefetcher.run, args.profile, "prefetch")
     broker = embedded_broker()
     info = broker.start()
     try:
@@ -95,9 +228,7 @@ def run(args, settings) -> dict:
         create_topics(info.bootstrap, topics.values())
         settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "SNEWS_ALERT_TOPIC": topics["alert"],
                                    "SNEWS_TEST_ALERT_TOPIC": topics["test"],
-                                   "SNEWS_NO_COINCIDENCE_TOPIC": topics["nocoinc"], "BATCH_TIMEOUT_S": 0.005,
-                                   # the broker holds an empty fetch this long (librdkafka: 500 ms)
-                                   "CONSUMER_CONFIG": {"fetch.wait.max.ms": 5},
+                                   "SNEWS_NO_COINCIDENCE_TOPIC": topics["nocoinc"],
                                    "SNEWS_EXPIRY_S": 3600.0}  # fmt: skip
         n = int(args.rate * args.seconds)
         stream = ReliableHopskotchAlertStream(
@@ -120,6 +251,9 @@ def run(args, settings) -> dict:
         def publisher() -> None:
             from django.db import close_old_connections
 
+            # a worker's producer is kept between calls: opened before the run, as in a worker that has run a
+            # while (its first message would wait ~0.5 s for the idempotent producer's id)
+            publishing.warm_up()
             while not stop.is_set():
                 if wake.wait(0.05):
                     wake.clear()
@@ -127,19 +261,25 @@ def run(args, settings) -> dict:
                         pass
             close_old_connections()
 
-        threading.Thread(target=publisher, daemon=True).start()
+        threading.Thread(target=profiled(publisher, args.profile, "publisher"), daemon=True).start()
 
         def consume_alerts() -> None:
             consumer = Consumer({"bootstrap.servers": info.bootstrap, "group.id": f"a-{suffix}",
                                  "fetch.wait.max.ms": 5, "fetch.queue.backoff.ms": 1})  # fmt: skip
             consumer.assign([TopicPartition(topics["alert"], 0, OFFSET_BEGINNING)])
             while not stop.is_set():
-                for message in consumer.consume(500, 0.05):
+                # as soon as one alert is there (a timeout would wait to fill a batch), then what else is there
+                messages = consumer.consume(1, 0.05)
+                if messages:
+                    messages += consumer.consume(500, 0)
+                now = time.monotonic()
+                for message in messages:
                     if message.error() is None:
-                        received.setdefault(json.loads(message.value())["trigger_uid"], time.monotonic())
+                        received.setdefault(json.loads(message.value())["trigger_uid"], now)
             consumer.close()
 
-        listener = threading.Thread(target=stream.listen, kwargs={"max_messages": n, "idle_timeout": 30})
+        listen = profiled(stream.listen, args.profile, "stream")
+        listener = threading.Thread(target=listen, kwargs={"max_messages": n, "idle_timeout": 30})
         alerts = threading.Thread(target=consume_alerts, daemon=True)
         listener.start()
         alerts.start()
@@ -201,6 +341,7 @@ def run(args, settings) -> dict:
             "to_outbox_p99_s": round(percentile(queued, 0.99), 4),
             "outbox_to_ack_p50_s": round(percentile(acked, 0.5), 4),
             "outbox_to_ack_p99_s": round(percentile(acked, 0.99), 4),
+            **stage_figures(sent, received, stages),
             "goal_p99_s": 0.05,
             "completed": len(latencies) == expected and stream.stats.get("handled", 0) == n,
         }

@@ -340,6 +340,25 @@ def test_the_publisher_keeps_its_producer_between_calls_and_through_a_stalled_br
         broker.stop()
 
 
+def test_warm_up_builds_the_kafka_producer_that_the_next_publication_uses(kafka_broker, settings):
+    # a worker warms up at start, so that its first alert does not wait for the idempotent producer's id
+    from tom_mma_broker import publishing
+
+    settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "KAFKA_URL": kafka_broker.url,
+                               "SNEWS_ALERT_TOPIC": "warm.snews"}  # fmt: skip
+    create_topics(kafka_broker.bootstrap, ["warm.snews", "warm.derived"])
+    try:
+        publishing.warm_up(timeout=10)
+        [(_, warm)] = publishing._producers.values()
+        [record] = warm.producers.values()  # hop built its Kafka producer already (else at the first message)
+        OutboxMessage.objects.create(alert_id=uuid.uuid4(), topic="warm.derived", payload=b'{"n": 1}')
+        assert publishing.publish_pending(timeout=10) == 1
+        assert [p for _, p in publishing._producers.values()] == [warm]
+        assert list(warm.producers.values()) == [record]  # the same one sent it
+    finally:
+        publishing._discard_producer()
+
+
 def test_a_thread_that_drops_its_producer_leaves_the_other_threads_alone(kafka_broker, settings):
     # the demo publishes from its stream thread and its main thread: one's failure must not purge the other's
     from tom_mma_broker import publishing

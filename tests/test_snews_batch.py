@@ -139,6 +139,44 @@ def test_a_message_failing_inside_the_decider_reloads_the_state_for_the_rest(mon
     assert SnewsDeciderState.objects.get().messages == 5
 
 
+def test_the_handler_runs_without_a_savepoint_per_message_in_a_batch():
+    # it writes nothing while it runs in a batch (defers_writes): no SAVEPOINT / RELEASE pair per message
+    ingestor = Ingestor({TOPIC: snews_observation_handler})
+    ingestor.ingest(envelopes(BODIES[:3]))  # the first batch makes the state row (get_or_create's savepoint)
+    with CaptureQueriesContext(connection) as queries:
+        results = ingestor.ingest(envelopes(BODIES[3:], start=3))
+    assert [r.outcome for r in results] == [Outcome.HANDLED] * (len(BODIES) - 3)
+    assert not [q["sql"] for q in queries.captured_queries if "SAVEPOINT" in q["sql"].upper()]
+    assert queued_alerts() == expected_alerts(BODIES)
+
+
+def test_a_pickled_message_is_still_quarantined_at_once_and_the_batch_goes_on():
+    import pickle
+
+    batch = envelopes(BODIES[:4])
+    batch[1].payload = pickle.dumps({"detector_name": "detector-01"})
+    batch[1].headers = [("_format", b"blob")]
+    results = Ingestor({TOPIC: snews_observation_handler}).ingest(batch)
+    assert [r.outcome for r in results] == [Outcome.HANDLED, Outcome.QUARANTINED, Outcome.HANDLED, Outcome.HANDLED]
+    assert "pickle" in results[1].reason.lower()
+    assert queued_alerts() == expected_alerts([b for i, b in enumerate(BODIES[:4]) if i != 1])
+
+
+def test_a_database_error_in_a_handler_without_savepoint_rolls_the_batch_back():
+    from django.db import DatabaseError
+
+    from tom_mma_broker.models import ArchivedAlert
+
+    def handler(alert, metadata):  # claims to write nothing, then meets the database failing
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM tom_mma_no_such_table")
+
+    handler.defers_writes = True
+    with pytest.raises(DatabaseError):
+        Ingestor({TOPIC: handler}).ingest(envelopes(BODIES[:3]))
+    assert not ArchivedAlert.objects.exists()  # nothing of the batch kept: the stream reads it again
+
+
 def test_batchwork_doctests():
     result = doctest.testmod(batchwork)
     assert result.attempted > 0 and result.failed == 0

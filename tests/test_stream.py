@@ -252,6 +252,19 @@ def test_consumer_takes_the_tuning_and_the_settings_librdkafka_config(settings, 
         consumer.close()
 
 
+def test_a_broker_on_this_machine_gets_a_short_fetch_wait_and_a_remote_one_librdkafkas(settings):
+    # the embedded broker holds a fetch for most of fetch.wait.max.ms: a short one there; Kafka answers at once
+    from tom_mma_broker.consumer import LOCAL_TUNING, consumer_config
+
+    local = consumer_config("kafka://127.0.0.1:19092", "g", False, "EARLIEST")._to_confluent_kafka()
+    assert local["fetch.wait.max.ms"] == LOCAL_TUNING["fetch.wait.max.ms"] == 5
+    remote = consumer_config("kafka://kafka.scimma.org:9092", "g", False, "EARLIEST")._to_confluent_kafka()
+    assert "fetch.wait.max.ms" not in remote
+    settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "CONSUMER_CONFIG": {"fetch.wait.max.ms": 50}}
+    mine = consumer_config("kafka://localhost:19092", "g", False, "EARLIEST")._to_confluent_kafka()
+    assert mine["fetch.wait.max.ms"] == 50  # the settings' own value wins
+
+
 def test_scram_credentials_reach_the_consumer_config():
     # SCiMMA's SASL/SCRAM server cannot run here (the embedded broker has no SASL): check the librdkafka
     # configuration the stream's consumer is built with, from the options a Hopskotch user gives

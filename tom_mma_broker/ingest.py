@@ -10,7 +10,11 @@ Guarantees, per batch, in one database transaction:
   a duplicate: nothing is written and no handler runs again;
 * a handler runs inside a savepoint; if it raises, its writes are rolled back and it is tried
   again, up to ``MAX_HANDLER_ATTEMPTS`` in all; then the message is quarantined with the
-  reason. A payload that cannot be decoded is quarantined at once;
+  reason. A payload that cannot be decoded is quarantined at once. A handler with a truthy
+  ``defers_writes`` attribute (duck-typed, as ``permanent``: the SNEWS decider's) writes nothing while it
+  runs in a batch (its writes are deferred to the batch's end, :mod:`tom_mma_broker.batchwork`): in a
+  batch it runs without a savepoint (two statements a message saved), and a database error it meets
+  rolls the whole batch back, as a transient one does;
 * a payload larger than ``MAX_MESSAGE_BYTES`` is not decoded: it is archived with its first 4 KiB only and its
   true size, and quarantined at once (stage ``size``); compressed parts that inflate beyond
   ``TOM_MMA['MAX_INFLATED_BYTES']`` are refused by the decoders and parsers (:mod:`tom_mma.inflate`);
@@ -50,12 +54,20 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import DataError, IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 from django.utils import timezone
 
 from tom_mma.hopmessages import encode_headers
 
-from .batchwork import batch_scope, finish_batch
+from .batchwork import batch_scope, finish_batch, in_batch
 from .conf import broker_settings
 from .envelope import (
     KEY_MAX_LENGTH,
@@ -389,8 +401,12 @@ class Ingestor:
         """Run ``handler`` under the retry rules; return what it returned."""
         metadata = envelope.metadata()
         delay = self.retry_delay
+        # a handler that writes nothing itself in a batch has nothing for a savepoint to roll back
+        savepoint = not (in_batch() and getattr(handler, "defers_writes", False))
         for attempt in range(1, self.max_attempts + 1):
             try:
+                if not savepoint:
+                    return handler(model, metadata)
                 with transaction.atomic():
                     return handler(model, metadata)
             except TRANSIENT_DB_ERRORS:
@@ -399,6 +415,10 @@ class Ingestor:
                 logger.warning("transient database error in the handler of %s: batch retried", envelope.describe())
                 raise
             except Exception as exc:  # a handler's failure is the message's, not the stream's
+                if not savepoint and isinstance(exc, DatabaseError):
+                    # no savepoint to roll back to: the batch's transaction is unusable; the stream retries it
+                    logger.warning("database error in the handler of %s: batch retried", envelope.describe())
+                    raise
                 if attempt >= self.max_attempts or is_permanent(exc):
                     raise _Quarantine("handle", exc, attempt) from exc
                 logger.info(

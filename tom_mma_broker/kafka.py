@@ -116,6 +116,17 @@ def stream_url(url: str | None, topics: Iterable[str]) -> str:
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
+def is_local_host(host: str) -> bool:
+    """Whether ``host`` is this machine (a loopback name or address).
+
+    Examples
+    --------
+    >>> is_local_host("127.0.0.1"), is_local_host("localhost"), is_local_host("kafka.scimma.org")
+    (True, True, False)
+    """
+    return host.strip("[]") in _LOCAL_HOSTS or host.startswith("127.")
+
+
 def hop_auth(
     username: str | None,
     password: str | None,
@@ -151,7 +162,7 @@ def hop_auth(
     if username and password:
         return Auth(username, password, method=method, protocol=protocol)
     host = urlparse(url).hostname if url and url != EMBEDDED and "://" in url else None
-    if not host or host in _LOCAL_HOSTS or host.startswith("127."):
+    if not host or is_local_host(host):
         return False
     return _stored_auth(host, urlparse(url).port, username or None)
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -23,7 +24,7 @@ from .conf import broker_settings
 from .kafka import hop_auth, hop_headers, open_producer, resolve_broker_url
 from .models import OutboxMessage
 
-__all__ = ["PublishIncomplete", "close_producers", "publish_pending"]
+__all__ = ["PublishIncomplete", "close_producers", "publish_pending", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,17 @@ class PublishIncomplete(RuntimeError):
     """Some queued messages were not acknowledged by the broker in time; they stay queued."""
 
 
-def _claim(limit: int, lease_s: float) -> list[OutboxMessage]:
+class Claimed(NamedTuple):
+    """A claimed outbox row: what sending it needs (model instances of a thousand rows cost ~1 ms each)."""
+
+    pk: int
+    alert_id: uuid.UUID
+    topic: str
+    kind: str
+    payload: bytes
+
+
+def _claim(limit: int, lease_s: float) -> list[Claimed]:
     """Take up to ``limit`` queued messages nobody holds, in order, in one statement (one round trip).
 
     ``UPDATE ... SET attempts = attempts + 1, claimed_until = now + lease WHERE id IN (the first unsent ids
@@ -57,10 +68,14 @@ def _claim(limit: int, lease_s: float) -> list[OutboxMessage]:
     sql = (
         f"UPDATE {table} SET attempts = attempts + 1, claimed_until = %s WHERE id IN "
         f"(SELECT id FROM {table} WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < %s) "
-        f"ORDER BY id LIMIT %s{lock}) RETURNING *"
+        f"ORDER BY id LIMIT %s{lock}) RETURNING id, alert_id, topic, kind, payload"
     )
-    with transaction.atomic():
-        rows = list(OutboxMessage.objects.raw(sql, [now + timedelta(seconds=lease_s), now, int(limit)]))
+    params = [connection.ops.adapt_datetimefield_value(t) for t in (now + timedelta(seconds=lease_s), now)]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, [*params, int(limit)])
+        found = cursor.fetchall()
+    rows = [Claimed(pk, aid if isinstance(aid, uuid.UUID) else uuid.UUID(aid), topic, kind, bytes(payload))
+            for pk, aid, topic, kind, payload in found]  # fmt: skip
     return sorted(rows, key=lambda row: row.pk)
 
 
@@ -76,17 +91,32 @@ def _here() -> tuple[int, int]:
     return (os.getpid(), threading.get_ident())
 
 
-def _producer(timeout: float) -> Any:
-    """The producer of this thread for ``KAFKA_URL`` (opened on first use; ``timeout`` bounds each message)."""
+def _producer(timeout: float, topic: str | None = None) -> Any:
+    """The producer of this thread for ``KAFKA_URL`` (opened on first use; ``timeout`` bounds each message).
+
+    Opened for ``topic``, hop builds its Kafka producer at once (else at the first message): any topic, as
+    one serves every topic here (hop's automatic offload is off, so all share one size limit).
+    """
     target = (resolve_broker_url(broker_settings.KAFKA_URL), broker_settings.KAFKA_USERNAME)
     cached = _producers.get(_here())
     if cached is not None and cached[0] == target:
         return cached[1]
     _discard_producer()  # one for another broker (the embedded one restarted on a new port, say)
     auth = hop_auth(broker_settings.KAFKA_USERNAME, broker_settings.KAFKA_PASSWORD, url=broker_settings.KAFKA_URL)
-    producer = open_producer(broker_settings.KAFKA_URL, auth=auth, timeout=timeout)
+    producer = open_producer(broker_settings.KAFKA_URL, topic, auth=auth, timeout=timeout)
     _producers[_here()] = (target, producer)
     return producer
+
+
+def warm_up(timeout: float | None = None) -> None:
+    """Open this thread's producer now, before its first message.
+
+    An idempotent producer's first message waits for its producer id (~0.5 s against the embedded broker): a
+    worker that publishes latency-critical alerts (the SNEWS decider's) calls this when it starts, so that
+    its first alert does not wait. ``timeout`` as :func:`publish_pending`'s (default ``PUBLISH_TIMEOUT_S``).
+    """
+    timeout = broker_settings.PUBLISH_TIMEOUT_S if timeout is None else timeout
+    _producer(max(float(broker_settings.PUBLISH_LEASE_S), timeout), topic=broker_settings.SNEWS_ALERT_TOPIC)
 
 
 def close_producers() -> None:
@@ -125,6 +155,21 @@ _reports: dict[tuple[int, int], dict[int, str | None]] = {}
 _in_flight: dict[tuple[int, int], set[int]] = {}
 
 
+def _mark_sent(pks: list[int]) -> None:
+    """Record the broker's acknowledgement of these rows (sent now, no error, not held)."""
+    if not pks:
+        return
+    if connection.vendor != "postgresql":
+        OutboxMessage.objects.filter(pk__in=pks).update(sent_at=timezone.now(), last_error="", claimed_until=None)
+        return
+    # one array parameter: the same statement text each time (an IN list of a thousand placeholders was
+    # parsed again by psycopg for each call)
+    table = connection.ops.quote_name(OutboxMessage._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET sent_at = %s, last_error = '', claimed_until = NULL WHERE id = ANY(%s)",
+                       [timezone.now(), list(pks)])  # fmt: skip
+
+
 def _settle(reports: dict[int, str | None], held: set[int]) -> tuple[list[int], dict[int, str]]:
     """Record the delivery reports received so far: acknowledged rows sent, refused ones free to go again."""
     acked = [pk for pk, error in reports.items() if error is None]
@@ -133,8 +178,7 @@ def _settle(reports: dict[int, str | None], held: set[int]) -> tuple[list[int], 
     held.difference_update(acked, refused)
     if acked or refused:
         with transaction.atomic():
-            OutboxMessage.objects.filter(pk__in=acked).update(sent_at=timezone.now(), last_error="",
-                                                              claimed_until=None)  # fmt: skip
+            _mark_sent(acked)
             for pk, error in refused.items():
                 OutboxMessage.objects.filter(pk=pk).update(last_error=error[:10000], claimed_until=None)
     return acked, refused

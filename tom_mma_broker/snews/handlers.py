@@ -42,3 +42,8 @@ def snews_observation_handler(alert: Any, metadata: Any = None) -> Decision:
     arrival_ns = int(timestamp_ms) * 1_000_000 if timestamp_ms > 0 else time.time_ns()
     # in the stream's batch: in memory; the state and the alerts are written once, at the end of the batch
     return decide(message, arrival_ns)
+
+
+# in a batch it writes nothing itself (decide defers the writes to the batch's end): the ingest path runs it
+# without a savepoint of its own (tom_mma_broker.ingest); a failure leaves the batch's decider marked dirty
+snews_observation_handler.defers_writes = True  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ refused with :class:`SnewsMessageError`: they are never unpickled.
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import json
 import re
@@ -81,6 +82,7 @@ def parse_time_ns(value: Any, name: str = "time") -> int:
     return seconds * 10**9 + int(fraction.ljust(9, "0") or 0)
 
 
+@functools.lru_cache(maxsize=4096)  # an alert repeats its members' times: 20 a message at 20 detectors
 def format_time_ns(ns: int) -> str:
     """Integer nanoseconds since the epoch as ISO 8601 with nine fractional digits (no zone: UTC).
 

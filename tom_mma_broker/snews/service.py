@@ -23,7 +23,7 @@ import logging
 import os
 import uuid
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -165,22 +165,55 @@ def decide(message: ObservationMessage, arrival_ns: int | None = None, name: str
     return decision
 
 
+_OUTBOX_COLUMNS = ("alert_id", "topic", "kind", "payload", "created", "attempts", "last_error")
+
+
 def _queue(decisions: list[Decision]) -> int:
+    """Queue the decisions' alerts in the outbox: one multi-row ``INSERT`` (per 500 rows); how many were made.
+
+    Written as SQL rather than ``bulk_create``, whose per-field preparation of model instances cost more than
+    the decider itself (0.3 ms an alert, measured with bench/snews_decider.py): the values are those Django
+    would write (the alert id through the field's own conversion, ``created`` as ``auto_now_add`` sets it).
+    """
     import orjson
 
-    rows = []
+    topics = {lane: alert_topic(lane) for lane in ("observation", "test", "firedrill")}
+    values: list[tuple[uuid.UUID, str, str, bytes]] = []
     for decision in decisions:
-        rows += [
-            OutboxMessage(alert_id=uuid.UUID(a.alert_id), topic=alert_topic(a.lane), kind=OUTBOX_KINDS["alert"],
-                          payload=orjson.dumps(a.to_dict()))
-            for a in decision.alerts
-        ]  # fmt: skip
+        values += [(uuid.UUID(a.alert_id), topics[a.lane], OUTBOX_KINDS["alert"], orjson.dumps(a.to_dict()))
+                   for a in decision.alerts]  # fmt: skip
         if decision.no_coincidence is not None:
             nc = decision.no_coincidence
-            rows.append(OutboxMessage(alert_id=uuid.UUID(nc.alert_id), kind=OUTBOX_KINDS["no_coincidence"],
-                                      topic=broker_settings.SNEWS_NO_COINCIDENCE_TOPIC,
-                                      payload=orjson.dumps(nc.to_dict())))  # fmt: skip
-    if rows:
-        # one row per alert id (unique): a message handled again queues nothing twice
-        OutboxMessage.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
-    return len(rows)
+            values.append((uuid.UUID(nc.alert_id), broker_settings.SNEWS_NO_COINCIDENCE_TOPIC,
+                           OUTBOX_KINDS["no_coincidence"], orjson.dumps(nc.to_dict())))  # fmt: skip
+    if not values:
+        return 0
+    meta = OutboxMessage._meta
+    quote = connection.ops.quote_name
+    alert_id = meta.get_field("alert_id")
+    created = connection.ops.adapt_datetimefield_value(timezone.now())
+    fields = [meta.get_field(name) for name in _OUTBOX_COLUMNS]
+    per_statement = max(1, min(500, connection.ops.bulk_batch_size(fields, values)))
+    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
+    placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # one statement of four arrays: its text is the same for every batch (psycopg parses a query text once;
+            # a VALUES list of a thousand placeholders was parsed again for each batch, 8 ms)
+            columns = ", ".join(quote(f.column) for f in fields)
+            cursor.execute(
+                f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT a, t, k, p, %s, 0, '' "
+                "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[]) AS v(a, t, k, p) "
+                "ON CONFLICT (alert_id) DO NOTHING",
+                [created, *map(list, zip(*values, strict=True))],
+            )
+            return len(values)
+        for start in range(0, len(values), per_statement):
+            chunk = values[start : start + per_statement]
+            params: list[object] = []
+            for aid, topic, kind, payload in chunk:
+                params += [alert_id.get_db_prep_value(aid, connection), topic, kind, payload, created, 0, ""]
+            # one row per alert id (unique): a message handled again queues nothing twice
+            cursor.execute(head + ", ".join([placeholder] * len(chunk)) + " ON CONFLICT (alert_id) DO NOTHING",
+                           params)  # fmt: skip
+    return len(values)
