@@ -19,7 +19,12 @@ class TomMmaBrokerConfig(AppConfig):
         from .snews import checks as snews_checks  # noqa: F401  (registers the SNEWS settings check)
 
         receivers.connect()
-        routes.register()  # the REST API on the TOM's shared router (tomtoolkit mounts it at api/)
+        routes.register()
+        # hop's modules import each other: imported here, in the one thread that starts Django, so that a stream's
+        # thread and the eager background thread importing hop for the first time at once cannot meet a partly
+        # initialised module ("cannot import name 'Auth' from partially initialized module 'hop.auth'", seen once)
+        import hop.auth  # noqa: F401
+        import hop.io  # noqa: F401  # the REST API on the TOM's shared router (tomtoolkit mounts it at api/)
 
     def include_url_paths(self) -> list:
         """Tomtoolkit integration: the stream health page under ``/streams/``."""
