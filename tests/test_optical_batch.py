@@ -213,9 +213,9 @@ def test_the_copy_path_stores_what_the_orm_stores(monkeypatch, optical_settings)
     twin = normalise(
         dict(record, diaObject=dict(record["diaObject"], diaObjectId=1, dec=record["diaObject"]["dec"] - 1))
     )
-    monkeypatch.setattr(service, "_COPY_MIN_ROWS", 1)
+    monkeypatch.setattr(service, "COPY_MIN_ROWS", 1)
     (copied,) = service.ingest_optical_alerts([alert])
-    monkeypatch.setattr(service, "_COPY_MIN_ROWS", 10**9)
+    monkeypatch.setattr(service, "COPY_MIN_ROWS", 10**9)
     (orm,) = service.ingest_optical_alerts([twin])
     assert copied.photometry_added == orm.photometry_added == len(alert.points)
     fields = [f.attname for f in PhotometryReducedDatum._meta.concrete_fields if f.attname not in ("id", "target_id")]

@@ -22,18 +22,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from django.conf import settings
-from django.core.files.base import ContentFile
 from django.db import connection, transaction
-from tom_dataproducts.models import DataProduct, PhotometryReducedDatum, ReducedDatum
+from tom_dataproducts.models import PhotometryReducedDatum, ReducedDatum
 from tom_targets.models import TargetExtra
 
 from tom_mma.conf import mma_settings
@@ -42,6 +37,8 @@ from tom_mma.targets import TargetCandidate, get_or_create_targets
 
 from .alerts import OpticalAlert, OpticalPoint
 from .packets import AlertFormatError
+from .photometry_copy import COPY_MIN_ROWS, copy_photometry
+from .stamps import store_cutouts
 
 __all__ = [
     "GWPlacement",
@@ -57,7 +54,6 @@ logger = logging.getLogger(__name__)
 
 #: ``ReducedDatum.data_type`` of the history of Fink's scores and cross-matches
 FINK_HISTORY_TYPE = "fink_classification"
-_CUTOUT_PREFIX = "optical:"
 
 
 @dataclass(frozen=True)
@@ -158,7 +154,7 @@ def ingest_optical_alerts(alerts: Sequence[OpticalAlert]) -> list[OpticalIngestR
     targets = [t for t, _ in pairs]
     fresh = {t.pk for t, created in pairs if created}  # Targets of this batch: nothing stored for them before it
     new_points = _add_points(targets, alerts, fresh)
-    cutouts = _store_cutouts(targets, alerts, fresh)
+    cutouts = store_cutouts(targets, alerts, fresh)
     fink = _record_fink(targets, alerts, fresh)
     placements = _place(targets, alerts, [created for _, created in pairs])
     level = float(mma_settings.OBSERVATION_CREDIBLE_LEVEL)
@@ -233,261 +229,13 @@ def _add_points(targets: Sequence[Any], alerts: Sequence[OpticalAlert], fresh: s
         out.append(added)
     if rows:
         # a concurrent writer's copy of the same point is skipped by the unique constraints
-        if connection.vendor == "postgresql" and len(rows) >= _COPY_MIN_ROWS:
-            _copy_photometry(rows)
+        if connection.vendor == "postgresql" and len(rows) >= COPY_MIN_ROWS:
+            copy_photometry(rows)
         else:
             PhotometryReducedDatum.objects.bulk_create(
                 [PhotometryReducedDatum(**row) for row in rows], batch_size=500, ignore_conflicts=True
             )
     return out
-
-
-# below this many rows an INSERT is as cheap as the COPY's extra statements
-_COPY_MIN_ROWS = 50
-_STAGE = "tom_mma_optical_photometry_stage"
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
-
-
-def _copy_text(value: Any) -> str:
-    r"""One value in PostgreSQL's COPY text format.
-
-    Examples
-    --------
-    >>> [_copy_text(v) for v in (None, "a\tb\\c", 1.5, float("nan"), True, {"k": "é"})]
-    ['\\N', 'a\\tb\\\\c', '1.5', 'NaN', 't', '{"k": "\\\\u00e9"}']
-    """
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, float):
-        if value != value:
-            return "NaN"
-        if value in (math.inf, -math.inf):
-            return "Infinity" if value > 0 else "-Infinity"
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict | list):
-        return json.dumps(value).translate(_COPY_ESCAPES)
-    raise TypeError(f"no COPY text for a {type(value).__name__}")
-
-
-def _num_text(value: float | None) -> str:
-    if value is None:
-        return "\\N"
-    if value != value or value in (math.inf, -math.inf):
-        return _copy_text(float(value))
-    return repr(float(value))
-
-
-def _json_num(value: float | None) -> str:
-    """A number as ``json.dumps`` writes it (``repr``; NaN and infinities as its tokens, which PostgreSQL refuses)."""
-    if value is None:
-        return "null"
-    value = float(value)
-    if value != value or value in (math.inf, -math.inf):
-        return json.dumps(value)
-    return repr(value)
-
-
-# the columns of PhotometryReducedDatum that _photometry_line writes, in its order
-_LINE_COLUMNS = (
-    "target_id", "data_product_id", "timestamp", "value", "telescope", "instrument", "source_name",
-    "source_location", "reduction_version", "brightness", "brightness_error", "limit", "unit", "bandpass",
-    "exposure_time",
-)  # fmt: skip
-
-
-def _photometry_line(row: dict[str, Any], text: Callable[[str], str], quoted: Callable[[str], str]) -> str:
-    """One row of ``_add_points`` as a line of COPY text in the order of ``_LINE_COLUMNS``.
-
-    ``text`` escapes a string for COPY, ``quoted`` makes it a JSON string (both memoised: a batch has few
-    distinct bands, units, kinds and sources).
-    """
-    v = row["value"]
-    value = (
-        f'{{"mjd": {_json_num(v["mjd"])}, "kind": {quoted(v["kind"])}, "flux": {_json_num(v["flux"])}, '
-        f'"flux_error": {_json_num(v["flux_error"])}, "system": {quoted(v["system"])}}}'
-    )
-    return (
-        f"{row['target_id']}\t\\N\t{row['timestamp'].isoformat()}\t{value.translate(_COPY_ESCAPES)}\t"
-        f"{text(row['telescope'])}\t\t{text(row['source_name'])}\t{text(row['source_location'])}\t\t"
-        f"{_num_text(row['brightness'])}\t{_num_text(row['brightness_error'])}\t{_num_text(row['limit'])}\t"
-        f"{text(row['unit'])}\t{text(row['bandpass'])}\t\\N\n"
-    )
-
-
-def _copy_photometry(rows: list[dict[str, Any]]) -> None:
-    """Insert photometry rows (dicts of column values) through PostgreSQL's COPY into a session-local staging table.
-
-    Then ``INSERT ... ON CONFLICT DO NOTHING`` (the unique constraints still skip a concurrent copy of a point).
-    The rows are written as COPY text in one buffer, without model instances: a Rubin alert's history is
-    hundreds of rows, and building them through the ORM, then psycopg's per-row adaptation, was most of
-    a Rubin alert's cost (profiles: ~70 % through the ORM, then ~35 % in model instances and ``write_row``).
-    """
-    meta = PhotometryReducedDatum._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    table = connection.ops.quote_name(meta.db_table)
-    by_name = {f.attname: f for f in fields}
-    defaults = {f.attname: f.get_default() for f in fields}
-    # the columns _photometry_line writes, with the defaults it writes (empty text, nulls)
-    fast = (
-        set(by_name) == set(_LINE_COLUMNS)
-        and defaults["instrument"] == defaults["reduction_version"] == ""
-        and defaults["data_product_id"] is None
-        and defaults["exposure_time"] is None
-    )
-    if fast:  # the columns this module knows (a tomtoolkit with other columns takes the general path)
-        names = list(_LINE_COLUMNS)
-        escaped: dict[str, str] = {}
-
-        def text(value: str) -> str:
-            out = escaped.get(value)
-            if out is None:
-                out = escaped[value] = value.translate(_COPY_ESCAPES)
-            return out
-
-        quotes: dict[str, str] = {}
-
-        def quoted(value: str) -> str:
-            out = quotes.get(value)
-            if out is None:
-                out = quotes[value] = json.dumps(value)
-            return out
-
-        body = "".join([_photometry_line(row, text, quoted) for row in rows])
-    else:
-        names = [f.attname for f in fields]
-        body = "".join(
-            "\t".join([_copy_text(row[n] if n in row else defaults[n]) for n in names]) + "\n" for row in rows
-        )
-    columns = ", ".join(connection.ops.quote_name(by_name[n].column) for n in names)
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} AS SELECT {columns} FROM {table} WITH NO DATA")
-        raw = cursor.cursor
-        with raw.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
-            copy.write(body.encode())
-        cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_STAGE} ON CONFLICT DO NOTHING")
-        cursor.execute(f"DELETE FROM {_STAGE}")
-
-
-# -- cutouts ---------------------------------------------------------------------------------------
-def _fits_type() -> str:
-    types = getattr(settings, "DATA_PRODUCT_TYPES", None) or {"fits_file": ()}
-    return "fits_file" if "fits_file" in types else ""
-
-
-def _product_alert(product: DataProduct) -> str:
-    """The alert id in a stamp's ``product_id`` (``optical:<survey>:<alert id>:<kind>``)."""
-    parts = product.product_id.split(":")
-    return parts[2] if len(parts) >= 3 else product.product_id
-
-
-def _product_mjd(product: DataProduct) -> float:
-    try:
-        return float(json.loads(product.extra_data)["mjd"])
-    except (ValueError, KeyError, TypeError):
-        return 0.0
-
-
-class _Stamps:
-    """The stamps of one Target and survey during a batch: those stored and those the batch will write."""
-
-    def __init__(self, stored: list[DataProduct]) -> None:
-        self.stored = stored
-        self.by_alert: dict[str, float] = {}
-        for product in stored:
-            self.by_alert[_product_alert(product)] = _product_mjd(product)
-        self.pending: dict[str, OpticalAlert] = {}
-        self.doomed: list[DataProduct] = []
-
-    def add(self, alert: OpticalAlert, kept: int | None) -> int:
-        """Take the alert's stamps if they are among the ``kept`` newest; return how many it adds."""
-        if alert.alert_id in self.by_alert:
-            return 0  # this alert's stamps are there already (a replay)
-        self.by_alert[alert.alert_id] = alert.mjd
-        ranked = sorted(self.by_alert, key=lambda a: (self.by_alert[a], a), reverse=True)
-        keep = set(ranked[:kept]) if kept is not None else set(ranked)
-        added = 0
-        if alert.alert_id in keep:
-            self.pending[alert.alert_id] = alert
-            added = len(alert.cutouts)
-        # what fell out of the newest: stored stamps are deleted, the batch's own are never written
-        self.by_alert = {a: mjd for a, mjd in self.by_alert.items() if a in keep}
-        self.pending = {a: pending for a, pending in self.pending.items() if a in keep}
-        self.doomed += [p for p in self.stored if _product_alert(p) not in keep]
-        self.stored = [p for p in self.stored if _product_alert(p) in keep]
-        return added
-
-
-def _store_cutouts(targets: Sequence[Any], alerts: Sequence[OpticalAlert], fresh: set) -> list[int]:
-    """Keep the stamps of the newest ``OPTICAL_CUTOUTS_KEPT`` alerts of each Target; the number each alert added.
-
-    One query for the stamps the batch's Targets have, one insert for the new ones, one delete for
-    those a newer alert replaced (their files after the commit).
-    """
-    kept = mma_settings.OPTICAL_CUTOUTS_KEPT
-    if kept == 0:
-        return [0] * len(alerts)
-    with_stamps = [(t, a) for t, a in zip(targets, alerts, strict=True) if a.cutouts]
-    old = sorted({t.pk for t, _ in with_stamps if t.pk not in fresh})
-    stored: dict[tuple[Any, str], list[DataProduct]] = {}
-    for start in range(0, len(old), 500):
-        for product in DataProduct.objects.filter(
-            target_id__in=old[start : start + 500], product_id__startswith=_CUTOUT_PREFIX
-        ).only("pk", "target_id", "product_id", "extra_data", "data"):
-            survey = product.product_id.split(":")[1] if product.product_id.count(":") >= 1 else ""
-            stored.setdefault((product.target_id, survey), []).append(product)
-    stamps: dict[tuple[Any, str], _Stamps] = {}
-    added = []
-    for target, alert in zip(targets, alerts, strict=True):
-        if not alert.cutouts:
-            added.append(0)
-            continue
-        key = (target.pk, alert.survey)
-        if key not in stamps:
-            stamps[key] = _Stamps(stored.get(key, []))
-        added.append(stamps[key].add(alert, kept))
-    by_pk = {t.pk: t for t in targets}
-    products, doomed = [], []
-    for (pk, _survey), state in stamps.items():
-        doomed += state.doomed
-        for alert in state.pending.values():
-            products += _stamp_products(by_pk[pk], alert)
-    if products:
-        DataProduct.objects.bulk_create(products, batch_size=500)
-    if doomed:
-        names = [p.data.name for p in doomed if p.data]
-        storage = DataProduct._meta.get_field("data").storage
-        DataProduct.objects.filter(pk__in=[p.pk for p in doomed]).delete()
-        # files go only once the rows are gone for good (a rollback keeps both)
-        transaction.on_commit(lambda: [storage.delete(n) for n in names if storage.exists(n)], robust=True)
-    return added
-
-
-def _stamp_products(target: Any, alert: OpticalAlert) -> list[DataProduct]:
-    """The alert's stamps as unsaved ``DataProduct`` rows, their files written."""
-    prefix = f"{_CUTOUT_PREFIX}{alert.survey}:"
-    products = []
-    data_type = _fits_type()
-    for cutout in alert.cutouts:
-        product = DataProduct(
-            product_id=f"{prefix}{alert.alert_id}:{cutout.kind}", target=target, data_product_type=data_type,
-            extra_data=json.dumps({"mjd": alert.mjd, "kind": cutout.kind, "alert_id": alert.alert_id,
-                                   "survey": alert.survey, "source": "tom_mma.optical"}),
-        )  # fmt: skip
-        product.data.save(
-            f"{alert.survey}_{alert.alert_id}_{cutout.kind}_{cutout.filename.rsplit('/', 1)[-1]}",
-            ContentFile(cutout.data),
-            save=False,
-        )
-        products.append(product)
-    return products
 
 
 # -- Fink ------------------------------------------------------------------------------------------
