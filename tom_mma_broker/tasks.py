@@ -17,26 +17,18 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["rehandle_quarantined", "classify_candidate", "classify_candidates", "publish_outbox", "sweep"]
 
+#: acknowledged late, retried with backoff while the database is unreachable (a restart, a lost connection)
+_RETRY_ON_DB_ERRORS = {"acks_late": True, "autoretry_for": (OperationalError, InterfaceError), "retry_backoff": True,
+                       "max_retries": 10}  # fmt: skip
 
-@shared_task(
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=10,
-)
+
+@shared_task(**_RETRY_ON_DB_ERRORS, retry_backoff_max=300)
 def rehandle_quarantined(alert_pk: int) -> str:
     """Handle a quarantined message again (see :func:`tom_mma_broker.quarantine.rehandle`)."""
     return quarantine.rehandle(alert_pk)
 
 
-@shared_task(
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=10,
-)
+@shared_task(**_RETRY_ON_DB_ERRORS, retry_backoff_max=60)
 def classify_candidate(candidate_pk: int) -> float | None:
     """Classify a candidate's light curve as it stands (idempotent: once per model and set of points)."""
     from .classification import score_candidate
@@ -45,13 +37,7 @@ def classify_candidate(candidate_pk: int) -> float | None:
     return None if result is None else result.score
 
 
-@shared_task(
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=10,
-)
+@shared_task(**_RETRY_ON_DB_ERRORS, retry_backoff_max=60)
 def classify_candidates(candidate_pks: list[int]) -> int:
     """Classify several candidates at once (one model call, one query for their points, one insert).
 
