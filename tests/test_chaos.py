@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.once,
+    pytest.mark.system,
     pytest.mark.slow,
     pytest.mark.skipif(
         not (shutil.which("redis-server") and list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))),
