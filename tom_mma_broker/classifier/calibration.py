@@ -5,10 +5,12 @@ detections, with or without GW context), fitted on held-out simulations with bot
 weight: the score is the probability that the light curve is a kilonova **under a prior of one half**
 (the training mix), not the rate of kilonovae among real transients.
 
-The uncertainty of a score is a 90 % Jeffreys (Beta) interval around it, the binomial uncertainty of a
-fraction measured on as many simulated light curves as the calibration split has in the same group and
-raw-score bin (each curve counted once however many of its prefixes fall in the bin): wide where few
-simulations look like the light curve, and for one-point light curves, whose scores sit mid-range.
+The uncertainty of a score (:func:`intervals`) states a claim that :mod:`.coverage` tests on held-out
+simulations: the light curve's *cell* (evidence group and raw-score bin) has a kilonova probability under
+the prior of one half, and the interval holds the central 90 % of its posterior given the calibration
+split (a Jeffreys posterior from the distinct calibration light curves in the cell), widened to hold the
+light curve's own score: wide where few simulations look like the light curve, and for one-point light
+curves, whose cells hold kilonovae and contaminants alike.
 
 The operating point (:func:`decide`) says when a light curve is a candidate: a calibrated score at least
 the threshold chosen on held-out simulated supernovae, and enough evidence: never a single detection (or
