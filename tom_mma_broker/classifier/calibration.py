@@ -116,7 +116,9 @@ def fit_calibration(
     -------
     dict
         Per group: the Platt coefficients, the calibrated curve tabulated at knots ``x``/``y``, raw-score
-        bin ``edges`` and each bin's ``low``/``high`` interval, light-curve count ``n`` and ``fraction``.
+        bin ``edges``, the ``odds`` (contaminant rows per kilonova row) that weighting to the prior undoes, and
+        per bin (cell) its 90 % interval ``low``/``high`` (:func:`cell_posterior_quantiles`), its distinct light
+        curves ``n``, how many are ``kilonovae``, and their ``fraction`` under the prior (Jeffreys estimate).
     """
     groups_arr = np.asarray(groups)
     curves_arr = np.arange(len(y)) if curves is None else np.asarray(curves)
