@@ -6,7 +6,7 @@ import logging
 import uuid
 from typing import Any
 
-from tom_mma.handlers.batching import batch_of
+from tom_mma.batching import batch_of
 from tom_mma.hopmessages import json_payload, message_id, metadata_headers
 
 from .candidates import ingest_point, ingest_points

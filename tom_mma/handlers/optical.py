@@ -28,8 +28,8 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from tom_mma.batching import batch_of
 from tom_mma.conf import mma_settings
-from tom_mma.handlers.batching import batch_of
 from tom_mma.optical.alerts import OpticalAlert, normalise
 from tom_mma.optical.packets import AlertFormatError, decode_payload
 from tom_mma.optical.service import OpticalIngestResult, check_alert, ingest_optical_alerts

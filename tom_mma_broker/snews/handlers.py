@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from tom_mma.handlers.batching import batch_of
+from tom_mma.batching import batch_of
 
 from .decider import Decision
 from .messages import ObservationMessage, parse_message
