@@ -140,22 +140,29 @@ def peer(lcs: list[list]) -> dict:
     }
 
 
-def _worker_batched(n: int, Candidate, CandidatePoint, Classification) -> dict:  # noqa: N803 - model classes
+def _stored_candidate(name: str, point_prefix: str, i: int, dec: float, lc: list):
+    """A candidate and its light curve's points, in the database (set up before any timing)."""
+    from tom_mma_broker.models import Candidate, CandidatePoint
+
+    cand = Candidate.objects.create(name=name, ra=float(i % 360), dec=dec)
+    CandidatePoint.objects.bulk_create(
+        CandidatePoint(candidate=cand, point_id=f"{point_prefix}-{k}", mjd=o.mjd, band=o.band, magnitude=o.magnitude,
+                       magnitude_error=o.magnitude_error, upper_limit=o.upper_limit)
+        for k, o in enumerate(lc)
+    )  # fmt: skip
+    return cand
+
+
+def _worker_batched(n: int, Classification) -> dict:  # noqa: N803 - a model class
     """``n`` candidates stored at once, then scored by the worker in ``classify_candidates`` tasks."""
     from tom_mma_broker.classification import BATCH_SIZE
     from tom_mma_broker.tasks import classify_candidates
 
     if not n:
         return {}
-    pks = []
-    for i, lc in enumerate(light_curves(n, 1, seed=3)):
-        cand = Candidate.objects.create(name=f"bench-batch-{i}", ra=float(i % 360), dec=1.0)
-        CandidatePoint.objects.bulk_create(
-            CandidatePoint(candidate=cand, point_id=f"b{i}-{k}", mjd=o.mjd, band=o.band, magnitude=o.magnitude,
-                           magnitude_error=o.magnitude_error, upper_limit=o.upper_limit)
-            for k, o in enumerate(lc)
-        )  # fmt: skip
-        pks.append(cand.pk)
+    pks = [
+        _stored_candidate(f"bench-batch-{i}", f"b{i}", i, 1.0, lc).pk for i, lc in enumerate(light_curves(n, 1, seed=3))
+    ]
     started = time.time()
     for k in range(0, n, BATCH_SIZE):
         classify_candidates.delay(pks[k : k + BATCH_SIZE])
@@ -216,12 +223,7 @@ def latency(n: int, redis_url: str, gap: float, batched_candidates: int = 0) -> 
             time.sleep(0.05)
         enqueued: dict[int, float] = {}
         for i, lc in enumerate(lcs):
-            cand = Candidate.objects.create(name=f"bench-{i}", ra=float(i % 360), dec=0.0)
-            CandidatePoint.objects.bulk_create(
-                CandidatePoint(candidate=cand, point_id=f"{i}-{k}", mjd=o.mjd, band=o.band, magnitude=o.magnitude,
-                               magnitude_error=o.magnitude_error, upper_limit=o.upper_limit)
-                for k, o in enumerate(lc)
-            )  # fmt: skip
+            cand = _stored_candidate(f"bench-{i}", str(i), i, 0.0, lc)
             enqueued[cand.pk] = time.time()
             classify_candidate.delay(cand.pk)
             time.sleep(gap)  # a stream of new photometry, not one burst
@@ -232,7 +234,7 @@ def latency(n: int, redis_url: str, gap: float, batched_candidates: int = 0) -> 
             time.sleep(0.2)
         rows = Classification.objects.filter(candidate_id__in=enqueued).values_list("candidate_id", "created")
         delays = [created.timestamp() - enqueued[pk] for pk, created in rows]
-        worker_batched = _worker_batched(batched_candidates, Candidate, CandidatePoint, Classification)
+        worker_batched = _worker_batched(batched_candidates, Classification)
         return {
             **worker_batched,
             "latency_samples": len(delays),

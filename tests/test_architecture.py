@@ -30,7 +30,7 @@ LAYERS = ["base", "models", "services", "handlers", "entry"]
 # (pattern on the dotted module name, layer), first match wins; the rest are services
 LAYER_MAP = [
     (r"^tom_mma(_broker)?\.(conf|appsettings|signals)$", "base"),
-    (r"^tom_mma\.(hopmessages|deferred|inflate)$", "base"),
+    (r"^tom_mma\.(hopmessages|deferred|inflate|batching)$", "base"),  # batching: pure, a handler's batch
     (r"^tom_mma(_broker)?\.schemas(\..*)?$", "base"),
     (r"^tom_mma_broker\.(formats|subjects)$", "base"),  # subjects: pure text of a message
     (r"^tom_mma\.gw\.(skymaps|notices|healpix)$", "base"),

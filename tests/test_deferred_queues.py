@@ -32,59 +32,63 @@ def mark(key: str) -> None:
 
 @pytest.fixture
 def routes():
-    """Set ``task_routes`` for a test (Celery caches its router: it is rebuilt, and restored afterwards)."""
+    """Set ``task_routes`` for a test, through Celery's public API, and restore them afterwards.
+
+    Celery routes by the router it built (``app.amqp.router``) until it is given another: the routes are read
+    again (``flush_routes``) and a new router put in its place (``Router()``, as the property builds it).
+    """
     app = current_app
     saved = app.conf.task_routes
 
     def use(value) -> None:
         app.conf.task_routes = value
         app.amqp.flush_routes()
-        app.amqp.__dict__.pop("router", None)
+        app.amqp.router = app.amqp.Router()
 
     yield use
     deferred.drain(60)
     use(saved)
 
 
-def _events_for(key: str) -> None:
+@pytest.mark.parametrize(
+    "task_routes, runs_meanwhile",
+    [
+        # a queue of its own: the facility holds its thread, and the task behind it, on the default queue, runs
+        ({"tests.deferred_queues.hold": {"queue": "facilities"}}, True),
+        # one queue, one thread: the task behind the held one cannot have run (it runs after it, in order)
+        ({}, False),
+    ],
+    ids=["own-queue", "one-queue"],
+)
+def test_a_task_on_another_queue_runs_while_one_is_held_and_on_the_same_queue_after_it(
+    routes, task_routes, runs_meanwhile
+):
+    assert current_app.conf.task_always_eager
+    routes(task_routes)
+    key = "own" if runs_meanwhile else "one"
     for what in ("started", "release", "marked"):
         _events[f"{key}-{what}"] = threading.Event()
-
-
-def test_a_task_routed_to_a_queue_of_its_own_does_not_hold_the_others(routes):
-    assert current_app.conf.task_always_eager
-    routes({"tests.deferred_queues.hold": {"queue": "facilities"}})
-    _events_for("own")
     with deferred.stream_thread():
-        deferred.send(hold, "own")
-        deferred.send(mark, "own")
+        deferred.send(hold, key)
+        deferred.send(mark, key)
     try:
-        assert _events["own-started"].wait(30)
-        # the facility still holds its thread, and the task behind it, on the default queue, ran meanwhile
-        assert _events["own-marked"].wait(30)
-        assert not _events["own-release"].is_set()
+        assert _events[f"{key}-started"].wait(30)
+        if runs_meanwhile:
+            assert _events[f"{key}-marked"].wait(30)
+            assert not _events[f"{key}-release"].is_set()  # the held task still waits
+        else:
+            assert not _events[f"{key}-marked"].is_set()
     finally:
-        _events["own-release"].set()
+        _events[f"{key}-release"].set()
     assert deferred.drain(60)
+    assert _events[f"{key}-marked"].is_set()
 
 
-def test_on_one_queue_the_tasks_run_in_the_order_sent(routes):
-    routes({})
-    _events_for("one")
-    with deferred.stream_thread():
-        deferred.send(hold, "one")
-        deferred.send(mark, "one")
-    try:
-        assert _events["one-started"].wait(30)
-        # one thread for the one queue: the task behind the held one cannot have run (it runs after it)
-        assert not _events["one-marked"].is_set()
-    finally:
-        _events["one-release"].set()
-    assert deferred.drain(60)
-    assert _events["one-marked"].is_set()
-
-
-def test_the_queue_is_read_as_celery_routes_it(routes):
+def test_the_queue_is_read_as_celery_routes_it_and_read_again_under_new_routes(routes):
     routes({"tests.deferred_queues.hold": {"queue": "facilities"}})
     assert deferred._queue_of(hold) == "facilities"
+    assert deferred._queue_of(hold) == "facilities"  # from the cache
     assert deferred._queue_of(mark) == current_app.conf.task_default_queue
+    routes({"tests.deferred_queues.mark": {"queue": "classify"}})
+    assert deferred._queue_of(hold) == current_app.conf.task_default_queue
+    assert deferred._queue_of(mark) == "classify"

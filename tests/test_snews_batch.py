@@ -6,7 +6,6 @@ the messages' Kafka timestamps set as the stream sets them; the database is the 
 
 from __future__ import annotations
 
-import doctest
 import json
 import uuid
 
@@ -14,9 +13,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tom_mma_broker import batchwork
 from tom_mma_broker.ingest import Envelope, Ingestor, Outcome
-from tom_mma_broker.models import OutboxMessage, SnewsDeciderState
+from tom_mma_broker.models import OutboxMessage, QuarantinedAlert, SnewsDeciderState
 from tom_mma_broker.snews import service
 from tom_mma_broker.snews.decider import Decider
 from tom_mma_broker.snews.handlers import snews_observation_handler
@@ -100,47 +98,50 @@ def test_a_stale_cached_state_is_reloaded_and_the_batch_taken_again_from_it():
 
 
 def test_a_batch_that_rolls_back_leaves_no_state_and_no_alert_and_is_taken_again(monkeypatch):
-    import tom_mma_broker.ingest as ingest
+    from django.db import OperationalError
 
     ingestor = Ingestor({TOPIC: snews_observation_handler})
     ingestor.ingest(envelopes(BODIES[:5]))
+    real = service._queue
 
-    def finish_then_fail():  # the batch fails after the decider's write at its end: all of it rolls back
-        batchwork.finish_batch()
-        raise RuntimeError("the batch fails at its end")
+    def queue_then_fail(decisions):  # the database fails after the decider's writes: all of the batch rolls back
+        real(decisions)
+        raise OperationalError("the connection was lost")
 
     batch = envelopes(BODIES[5:], start=5)
-    monkeypatch.setattr(ingest, "finish_batch", finish_then_fail)
-    with pytest.raises(RuntimeError):
+    monkeypatch.setattr(service, "_queue", queue_then_fail)
+    with pytest.raises(OperationalError):
         ingestor.ingest(batch)
-    monkeypatch.setattr(ingest, "finish_batch", batchwork.finish_batch)
+    monkeypatch.setattr(service, "_queue", real)
     assert SnewsDeciderState.objects.get().messages == 5 and len(queued_alerts()) == 4
     ingestor.ingest(batch)  # the stream reads the batch again
     assert queued_alerts() == expected_alerts(BODIES)
 
 
 def test_a_message_failing_inside_the_decider_reloads_the_state_for_the_rest(monkeypatch):
-    calls = {"n": 0}
     real = Decider.process
+    bad = BODIES[2]["uuid"]
 
     def flaky(self, message, arrival_ns=None):
-        calls["n"] += 1
-        if calls["n"] == 3:  # half-way through the third message
+        if message.uid == bad:  # half-way through this message, every time
             self.seq += 1000
             raise RuntimeError("a bug in the decider")
         return real(self, message, arrival_ns)
 
     monkeypatch.setattr(Decider, "process", flaky)
-    results = Ingestor({TOPIC: snews_observation_handler}, max_attempts=1).ingest(envelopes(BODIES[:6]))
+    results = Ingestor({TOPIC: snews_observation_handler}, max_attempts=2, retry_delay=0).ingest(envelopes(BODIES[:6]))
     assert [r.outcome for r in results].count(Outcome.QUARANTINED) == 1
+    assert "a bug in the decider" in results[2].reason
+    # the batch took the others (the state reloaded, as the decider held half of the bad one); it alone, twice
+    assert QuarantinedAlert.objects.get().attempts == 2
     kept = [b for i, b in enumerate(BODIES[:6]) if i != 2]
     monkeypatch.setattr(Decider, "process", real)
     assert queued_alerts() == expected_alerts(kept)
     assert SnewsDeciderState.objects.get().messages == 5
 
 
-def test_the_handler_runs_without_a_savepoint_per_message_in_a_batch():
-    # it writes nothing while it runs in a batch (defers_writes): no SAVEPOINT / RELEASE pair per message
+def test_the_handler_runs_without_a_savepoint_in_a_batch():
+    # a batch handler's call runs without a savepoint: no SAVEPOINT / RELEASE pair per message, nor per batch
     ingestor = Ingestor({TOPIC: snews_observation_handler})
     ingestor.ingest(envelopes(BODIES[:3]))  # the first batch makes the state row (get_or_create's savepoint)
     with CaptureQueriesContext(connection) as queries:
@@ -162,21 +163,23 @@ def test_a_pickled_message_is_still_quarantined_at_once_and_the_batch_goes_on():
     assert queued_alerts() == expected_alerts([b for i, b in enumerate(BODIES[:4]) if i != 1])
 
 
-def test_a_database_error_in_a_handler_without_savepoint_rolls_the_batch_back():
-    from django.db import DatabaseError
+def test_a_database_error_in_a_batch_call_redoes_the_batch_one_by_one():
 
     from tom_mma_broker.models import ArchivedAlert
 
-    def handler(alert, metadata):  # claims to write nothing, then meets the database failing
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT * FROM tom_mma_no_such_table")
+    calls = []
 
-    handler.defers_writes = True
-    with pytest.raises(DatabaseError):
-        Ingestor({TOPIC: handler}).ingest(envelopes(BODIES[:3]))
-    assert not ArchivedAlert.objects.exists()  # nothing of the batch kept: the stream reads it again
+    def handler(alert, metadata):
+        calls.append("one")
 
+    def batch(messages):  # writes, then meets a database error: no savepoint of its own, the transaction is lost
+        calls.append("batch")
+        SnewsDeciderState.objects.create(name="once")
+        SnewsDeciderState.objects.create(name="once")  # an IntegrityError
 
-def test_batchwork_doctests():
-    result = doctest.testmod(batchwork)
-    assert result.attempted > 0 and result.failed == 0
+    handler.batch = batch
+    results = Ingestor({TOPIC: handler}).ingest(envelopes(BODIES[:3]))
+    assert calls == ["batch", "one", "one", "one"]
+    assert [r.outcome for r in results] == [Outcome.HANDLED] * 3
+    assert ArchivedAlert.objects.filter(status=ArchivedAlert.Status.HANDLED).count() == 3
+    assert not SnewsDeciderState.objects.filter(name="once").exists()  # the batch call's writes rolled back

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["collect_on_commit", "drain", "in_stream_thread", "send", "send_once_on_commit", "stream_thread"]
+__all__ = ["collect_on_commit", "drain", "in_stream_thread", "send", "stream_thread"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,51 +79,18 @@ def send(task: Any, *args: Any) -> None:
         logger.exception("could not send %s%r: the sweep will send it again", task.name, args)
 
 
-_PENDING_ATTR = "_tom_mma_pending_sends"
-
-
-def send_once_on_commit(key: Any, task: Any, *args: Any, using: str | None = None) -> None:
-    """:func:`send` ``task`` after the current transaction commits, once per ``key`` and transaction.
-
-    The stream's batch is one transaction: the first call for a key registers the send; later calls for the
-    same key find it still registered and add nothing (one classification of a candidate per batch, however
-    many of its points arrived). A send dropped with a rolled-back savepoint (a quarantined message) is
-    registered again by the next call. Outside a transaction, the send is registered (and so runs) at once.
-
-    This is the one place that reads Django's list of pending commit callbacks
-    (``connection.run_on_commit``, whose entries are ``(savepoint ids, callback, robust)``): it holds exactly
-    the callbacks that will still run at this transaction's commit.
-    """
-    from django.db import transaction
-
-    connection = transaction.get_connection(using)
-
-    def callback() -> None:
-        send(task, *args)
-
-    if not connection.in_atomic_block:
-        transaction.on_commit(callback, using=using, robust=True)
-        return
-    registered = {id(entry[1]) for entry in connection.run_on_commit}
-    pending: dict[Any, Any] = getattr(connection, _PENDING_ATTR, {})
-    # forget the sends of earlier transactions (run, or dropped with a rollback)
-    pending = {k: cb for k, cb in pending.items() if id(cb) in registered}
-    setattr(connection, _PENDING_ATTR, pending)
-    if key in pending:
-        return
-    pending[key] = callback
-    transaction.on_commit(callback, using=using, robust=True)
-
-
 def collect_on_commit(key: Any, item: Any, flush: Any, using: str | None = None) -> None:
     """Gather ``item`` under ``key`` and call ``flush(items)`` once, after the current transaction commits.
 
-    The batched sibling of :func:`send_once_on_commit`: every item added under ``key`` in one transaction
-    (an ingest batch) reaches one call of ``flush`` with the items in the order first added, without repeats
-    (e.g. one classification task for all the candidates that got points in the batch). The same
-    bookkeeping of Django's pending commit callbacks: items added after the registering savepoint rolled
-    back start a new collection; items of a rolled-back savepoint that did not register it stay in the
-    collection (the work they cause must be idempotent). Outside a transaction, ``flush([item])`` runs at once.
+    Every item added under ``key`` in one transaction (an ingest batch) reaches one call of ``flush`` with the
+    items in the order first added, without repeats (e.g. one classification task for all the candidates that
+    got points in the batch). Items added after the registering savepoint rolled back start a new collection;
+    items of a rolled-back savepoint that did not register it stay in the collection (the work they cause must
+    be idempotent). Outside a transaction, ``flush([item])`` runs at once.
+
+    This is the one place that reads Django's list of pending commit callbacks (``connection.run_on_commit``,
+    whose entries are ``(savepoint ids, callback, robust)``): it holds exactly the callbacks that will still
+    run at this transaction's commit.
     """
     from django.db import transaction
 
@@ -158,19 +125,32 @@ def drain(timeout: float | None = None) -> bool:
     return not not_done
 
 
+# the router the cached queues were read from (Celery's own, ``app.amqp.router``), and the queues by task
+_routed: tuple[Any, dict[tuple[str, str | None, str], str]] = (None, {})
+
+
 def _queue_of(task: Any) -> str:
     """The name of the Celery queue ``task`` is routed to, as its ``delay`` would route it.
 
-    The TOM's ``task_routes``, else the task's own ``queue``, else the default queue.
+    The TOM's ``task_routes``, else the task's own ``queue``, else the default queue. Read once per task
+    and router: Celery keeps its router (``app.amqp.router``) until it is replaced, and routes by it; a new
+    router (new routes) reads them again.
     """
+    global _routed
     default = task.app.conf.task_default_queue or "celery"
+    own = getattr(task, "queue", None) or None  # @shared_task(queue=...)
     try:
-        own = {"queue": task.queue} if getattr(task, "queue", None) else {}  # @shared_task(queue=...)
-        queue = task.app.amqp.router.route(own, task.name, (), {}).get("queue")
+        router = task.app.amqp.router
+        if _routed[0] is not router:
+            _routed = (router, {})
+        queues, key = _routed[1], (task.name, own, default)
+        if key not in queues:
+            queue = router.route({"queue": own} if own else {}, task.name, (), {}).get("queue")
+            queues[key] = str(getattr(queue, "name", None) or queue or default)
+        return queues[key]
     except Exception:  # noqa: BLE001 - a route that cannot be read: the default queue, as a worker would
         logger.warning("could not read the Celery route of %s; using queue %s", task.name, default, exc_info=True)
         return default
-    return str(getattr(queue, "name", None) or queue or default)
 
 
 def _background(queue: str) -> ThreadPoolExecutor:

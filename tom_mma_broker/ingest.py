@@ -5,43 +5,36 @@ This is the one code path for a message from Kafka (``streams``) and for a file 
 
 Guarantees, per batch, in one database transaction:
 
-* idempotent: each message is archived once, keyed on hop's ``_id`` header (else
-  topic/partition/offset, or a content digest for files); a message already in the archive is
-  a duplicate: nothing is written and no handler runs again;
-* a handler runs inside a savepoint; if it raises, its writes are rolled back and it is tried
-  again, up to ``MAX_HANDLER_ATTEMPTS`` in all; then the message is quarantined with the
-  reason. A payload that cannot be decoded is quarantined at once. A handler with a truthy
-  ``defers_writes`` attribute (duck-typed, as ``permanent``: the SNEWS decider's) writes nothing while it
-  runs in a batch (its writes are deferred to the batch's end, :mod:`tom_mma_broker.batchwork`): in a
-  batch it runs without a savepoint (two statements a message saved), and a database error it meets
-  rolls the whole batch back, as a transient one does;
-* a payload larger than ``MAX_MESSAGE_BYTES`` is not decoded: it is archived with its first 4 KiB only and its
-  true size, and quarantined at once (stage ``size``); compressed parts that inflate beyond
+* idempotent: each message is archived once, keyed on hop's ``_id`` header (else topic/partition/offset, or a
+  content digest for files); a message already in the archive is a duplicate: nothing is written and no handler runs
+  again;
+* a handler runs inside a savepoint; if it raises, its writes are rolled back and it is tried again, up to
+  ``MAX_HANDLER_ATTEMPTS`` in all; then the message is quarantined with the reason. An exception whose class has a
+  truthy ``permanent`` attribute (duck-typed, e.g. ``class NoticeError(ValueError): permanent = True``) says that
+  trying again cannot help: the message is quarantined at the first attempt. A payload that cannot be decoded is
+  quarantined at once;
+* a payload larger than ``MAX_MESSAGE_BYTES`` is not decoded: it is archived with its first 4 KiB only and its true
+  size, and quarantined at once (stage ``size``); compressed parts that inflate beyond
   ``TOM_MMA['MAX_INFLATED_BYTES']`` are refused by the decoders and parsers (:mod:`tom_mma.inflate`);
-* a handler exception whose class has a truthy ``permanent`` attribute (duck-typed, e.g.
-  ``class NoticeError(ValueError): permanent = True``) says that trying again cannot help: the
-  message is quarantined at the first attempt;
-* a transient database error inside a handler (``OperationalError``: a deadlock, a
-  serialization failure, ``database is locked``; ``InterfaceError``: a lost connection) is not
-  the message's fault: it is raised again, nothing of the batch is kept, and the stream retries
-  the batch under its backoff. The message is never quarantined for it;
-* a message the database cannot store (a ``DataError``, content that cannot be written as
-  JSON) does not block its batch: the batch is redone one message at a time, and that message
-  is archived with its raw bytes, no content, and quarantined (stage ``archive``). Decoded
-  content and error texts are cleaned first of what PostgreSQL rejects (NUL characters);
-* a handler that returns an object with a non-empty ``ignored`` attribute (duck-typed: the reason, e.g. a
-  mock GW event in a TOM that takes none) ran and chose to do nothing: the result says ``ignored`` with
-  that reason, so that a person replaying files sees why nothing appeared;
-* a message with hop's ``_test`` header, read by a stream that ignores test messages, is
-  archived with status ``test`` and its handler is not run;
-* a handler with a callable ``batch`` attribute (duck-typed, as ``permanent``) takes a run of consecutive
-  messages it handles at once, in one savepoint: ``handler.batch([(alert, metadata), ...])`` returns one
-  item per message, what the handler returns for it or the exception that message raised (having written
-  nothing for it). A permanent exception quarantines its message at once, another has the message handled
-  alone under the retry rules; if the batch call itself raises, its writes are rolled back and the run is
-  handled one message at a time (a transient database error retries the whole batch, as above);
-* work a handler deferred to the end of the batch (:mod:`tom_mma_broker.batchwork`) runs after the last
-  handler, in the batch's transaction;
+* a transient database error inside a handler (``OperationalError``: a deadlock, a serialization failure, ``database
+  is locked``; ``InterfaceError``: a lost connection) is not the message's fault: it is raised again, nothing of the
+  batch is kept, and the stream retries the batch under its backoff. The message is never quarantined for it;
+* a message the database cannot store (a ``DataError``, content that cannot be written as JSON) does not block its
+  batch: the batch is redone one message at a time, and that message is archived with its raw bytes, no content, and
+  quarantined (stage ``archive``). Decoded content and error texts are cleaned first of what PostgreSQL rejects (NUL
+  characters);
+* a handler that returns an object with a non-empty ``ignored`` attribute (duck-typed: the reason, e.g. a mock GW
+  event in a TOM that takes none) ran and chose to do nothing: the result says ``ignored`` with that reason, so that
+  a person replaying files sees why nothing appeared;
+* a message with hop's ``_test`` header, read by a stream that ignores test messages, is archived with status
+  ``test`` and its handler is not run;
+* a handler with a callable ``batch`` attribute (duck-typed) takes each run of consecutive messages it handles at
+  once, without a savepoint, and writes what it kept for the run (the SNEWS decider's state, the points of a
+  photometry run) at the end of the call: ``handler.batch([(alert, metadata), ...])`` returns one item per message,
+  what the handler returns for it or the exception that message raised (having written nothing for it). A permanent
+  exception quarantines its message at once, another has the message handled alone under the retry rules. If the
+  call itself raises, the batch is rolled back and redone one message at a time, each handler called alone (a
+  transient database error retries the batch, as above);
 * the caller commits offsets only after this transaction commits (at-least-once delivery).
 """
 
@@ -52,22 +45,15 @@ import time
 import traceback
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
-from django.db import (
-    DatabaseError,
-    DataError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    connection,
-    transaction,
-)
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from tom_mma.hopmessages import encode_headers
 
-from .batchwork import batch_scope, finish_batch, in_batch
 from .conf import broker_settings
 from .envelope import (
     KEY_MAX_LENGTH,
@@ -87,19 +73,8 @@ from .health import count_batch, move_count, record_stream_error
 from .models import ArchivedAlert, QuarantinedAlert
 from .pgcopy import copy_rows
 
-__all__ = [
-    "Envelope",
-    "Outcome",
-    "IngestResult",
-    "Ingestor",
-    "summarize",
-    "HandlerMap",
-    "record_stream_error",
-    "is_permanent",
-    "TRANSIENT_DB_ERRORS",
-    "KEY_MAX_LENGTH",
-    "TOPIC_MAX_LENGTH",
-]
+__all__ = ["Envelope", "Outcome", "IngestResult", "Ingestor", "summarize", "HandlerMap", "record_stream_error",
+           "is_permanent", "TRANSIENT_DB_ERRORS", "KEY_MAX_LENGTH", "TOPIC_MAX_LENGTH"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -126,22 +101,14 @@ def is_permanent(exc: BaseException) -> bool:
     return bool(getattr(exc, "permanent", False))
 
 
-# the health counter that counts messages of each archive status
 def _ignored(returned: Any) -> str:
     """The reason a handler gave for doing nothing (its result's ``ignored`` attribute), or ``""``."""
     reason = getattr(returned, "ignored", "")
     return clean_text(str(reason)) if reason else ""
 
 
-def _runs(calls: list[tuple[int, Envelope, Handler]]) -> list[tuple[Handler, list[tuple[int, Envelope]]]]:
-    """Consecutive calls of one handler grouped, in order (a batch handler takes each group at once)."""
-    runs: list[tuple[Handler, list[tuple[int, Envelope]]]] = []
-    for i, envelope, handler in calls:
-        if runs and runs[-1][0] is handler:
-            runs[-1][1].append((i, envelope))
-        else:
-            runs.append((handler, [(i, envelope)]))
-    return runs
+class _BatchFailed(Exception):
+    """A batch handler's call raised: the batch's transaction is rolled back and redone one message at a time."""
 
 
 class _Quarantine(Exception):
@@ -150,6 +117,20 @@ class _Quarantine(Exception):
         self.exc = exc
         self.attempts = attempts
         super().__init__(f"{stage}: {type(exc).__name__}: {exc}")
+
+    def row(self, alert: ArchivedAlert) -> QuarantinedAlert:
+        """The quarantine record of ``alert`` for this failure (texts cleaned and cut to their columns)."""
+        exc = self.exc
+        reason = clean_text(f"{type(exc).__name__}: {exc}"[:10000])
+        return QuarantinedAlert(
+            alert_id=alert.pk,
+            stage=self.stage,
+            reason=reason,
+            first_reason=reason,
+            error_type=clean_text(f"{type(exc).__module__}.{type(exc).__qualname__}"[:200]),
+            traceback=clean_text("".join(traceback.format_exception(exc))[-20000:]),
+            attempts=self.attempts,
+        )
 
 
 class Ingestor:
@@ -193,8 +174,10 @@ class Ingestor:
         if not envelopes:
             return []
         try:
-            with transaction.atomic(), batch_scope():
-                return self._ingest(envelopes)
+            with transaction.atomic():
+                return self._ingest(envelopes, batched=True)
+        except _BatchFailed as exc:
+            logger.warning("%s; the batch of %d redone one by one", exc, len(envelopes), exc_info=exc.__cause__)
         except (IntegrityError, *_UNSTORABLE) as exc:
             # another consumer archived one of these messages between our check and our insert,
             # or one message holds data the database refuses: redo the batch one message at a
@@ -203,8 +186,8 @@ class Ingestor:
         results = []
         for envelope in envelopes:
             try:
-                with transaction.atomic(), batch_scope():
-                    results.extend(self._ingest([envelope]))
+                with transaction.atomic():
+                    results.extend(self._ingest([envelope], batched=False))
             except IntegrityError as exc:
                 if ArchivedAlert.objects.filter(key=envelope.key).exists():
                     results.append(IngestResult(envelope, Outcome.DUPLICATE))
@@ -231,12 +214,12 @@ class Ingestor:
         result = IngestResult(envelope, Outcome.QUARANTINED, clean_text(str(failure)))
         with transaction.atomic():
             row.save(force_insert=True)
-            self._quarantine_row(row, failure).save(force_insert=True)
+            failure.row(row).save(force_insert=True)
             count_batch([result], now, self._known_topics)
         logger.warning("archived %s without content and quarantined it: %s", envelope.describe(), result.reason)
         return result
 
-    def _ingest(self, envelopes: Sequence[Envelope]) -> list[IngestResult]:
+    def _ingest(self, envelopes: Sequence[Envelope], batched: bool) -> list[IngestResult]:
         now = timezone.now()
         keys = [e.key for e in envelopes]
         seen = set(ArchivedAlert.objects.filter(key__in=keys).values_list("key", flat=True))
@@ -276,8 +259,9 @@ class Ingestor:
             if not envelope.test and i not in failures and (handler := self.handlers(envelope.topic)) is not None
         ]
         returned: dict[int, Any] = {}
-        for handler, run in _runs(calls):
-            for i, out in self._run_handlers(handler, [(i, envelope, decoded[i].model) for i, envelope in run]):
+        for handler, run in groupby(calls, key=itemgetter(2)):
+            items = [(i, envelope, decoded[i].model) for i, envelope, _ in run]
+            for i, out in self._run_handlers(handler, items, batched):
                 if isinstance(out, _Quarantine):
                     failures[i] = out
                 else:
@@ -296,7 +280,7 @@ class Ingestor:
                 row.status = ArchivedAlert.Status.QUARANTINED
                 if row.pk is None:
                     self._fetch_pks([row])
-                quarantined.append(self._quarantine_row(row, failure))
+                quarantined.append(failure.row(row))
                 results[i] = IngestResult(envelope, Outcome.QUARANTINED, clean_text(str(failure)))
                 logger.warning("quarantined %s after %d attempt(s): %s", envelope.describe(), failure.attempts, failure)
             elif ignored:
@@ -304,9 +288,6 @@ class Ingestor:
             else:
                 outcome = Outcome.HANDLED if handler is not None else Outcome.ARCHIVED
                 results[i] = IngestResult(envelope, outcome)
-        # what handlers deferred to the end of the batch (:mod:`.batchwork`: the SNEWS decider's state and
-        # alerts), in this transaction: an error here rolls the batch back and the stream retries it
-        finish_batch()
         if quarantined:
             ArchivedAlert.objects.filter(pk__in=[q.alert_id for q in quarantined]).update(
                 status=ArchivedAlert.Status.QUARANTINED
@@ -355,58 +336,55 @@ class Ingestor:
         for row in rows:
             row.pk = ids[row.key]
 
-    def _run_handlers(self, handler: Handler, items: list[tuple[int, Envelope, Any]]) -> list[tuple[int, Any]]:
-        """Run ``handler`` on consecutive messages: at once when it takes batches, else one by one.
+    def _run_handlers(
+        self, handler: Handler, items: list[tuple[int, Envelope, Any]], batched: bool
+    ) -> list[tuple[int, Any]]:
+        """Run ``handler`` on consecutive messages: at once when it takes batches (and ``batched``), else alone.
 
         Returns what it returned for each message, or the message's :class:`_Quarantine`.
+
+        Raises
+        ------
+        _BatchFailed
+            If the batch call raised: it ran without a savepoint, so the batch's transaction must roll back.
         """
-        batch = getattr(handler, "batch", None)
-        outs: list[Any] | None = None
-        if callable(batch) and len(items) > 1:
-            try:
-                with transaction.atomic():
-                    outs = list(batch([(model, envelope.metadata()) for _, envelope, model in items]))
-                    if len(outs) != len(items):
-                        raise RuntimeError(f"a batch handler returned {len(outs)} results for {len(items)} messages")
-            except TRANSIENT_DB_ERRORS:
-                logger.warning(
-                    "transient database error in the batch handler of %d messages: batch retried", len(items)
-                )
-                raise
-            except Exception:  # noqa: BLE001 - the run is handled again one message at a time, under the usual rules
-                logger.warning(
-                    "the batch handler failed for %d messages (%s ...); handling them one by one",
-                    len(items),
-                    items[0][1].describe(),
-                    exc_info=True,
-                )
-                outs = None
+        batch = getattr(handler, "batch", None) if batched else None
+        if not callable(batch):
+            return [(i, self._run_alone(handler, model, envelope)) for i, envelope, model in items]
+        try:
+            outs = list(batch([(model, envelope.metadata()) for _, envelope, model in items]))
+        except TRANSIENT_DB_ERRORS:
+            logger.warning("transient database error in the batch handler of %d messages: batch retried", len(items))
+            raise
+        except Exception as exc:  # the batch is redone one message at a time, under the usual rules
+            raise _BatchFailed(
+                f"the batch handler failed for {len(items)} messages ({items[0][1].describe()} ...)"
+            ) from exc
+        if len(outs) != len(items):
+            raise _BatchFailed(f"a batch handler returned {len(outs)} results for {len(items)} messages")
         done: list[tuple[int, Any]] = []
-        for k, (i, envelope, model) in enumerate(items):
-            out = outs[k] if outs is not None else None
-            if outs is not None and not isinstance(out, BaseException):
+        for (i, envelope, model), out in zip(items, outs, strict=True):
+            if not isinstance(out, BaseException):
                 done.append((i, out))
-                continue
-            if isinstance(out, BaseException) and is_permanent(out):
+            elif is_permanent(out):
                 done.append((i, _Quarantine("handle", out, 1)))
-                continue
-            # not taken in a batch, or its message failed there in a way a retry may mend: alone, with retries
-            try:
-                done.append((i, self._run_handler(handler, model, envelope)))
-            except _Quarantine as exc:
-                done.append((i, exc))
+            else:  # it failed in the batch in a way a retry may mend: alone, with retries
+                done.append((i, self._run_alone(handler, model, envelope)))
         return done
 
+    def _run_alone(self, handler: Handler, model: Any, envelope: Envelope) -> Any:
+        """What :meth:`_run_handler` returns, or the :class:`_Quarantine` it raises."""
+        try:
+            return self._run_handler(handler, model, envelope)
+        except _Quarantine as exc:
+            return exc
+
     def _run_handler(self, handler: Handler, model: Any, envelope: Envelope) -> Any:
-        """Run ``handler`` under the retry rules; return what it returned."""
+        """Run ``handler`` under the retry rules, in a savepoint; return what it returned."""
         metadata = envelope.metadata()
         delay = self.retry_delay
-        # a handler that writes nothing itself in a batch has nothing for a savepoint to roll back
-        savepoint = not (in_batch() and getattr(handler, "defers_writes", False))
         for attempt in range(1, self.max_attempts + 1):
             try:
-                if not savepoint:
-                    return handler(model, metadata)
                 with transaction.atomic():
                     return handler(model, metadata)
             except TRANSIENT_DB_ERRORS:
@@ -415,10 +393,6 @@ class Ingestor:
                 logger.warning("transient database error in the handler of %s: batch retried", envelope.describe())
                 raise
             except Exception as exc:  # a handler's failure is the message's, not the stream's
-                if not savepoint and isinstance(exc, DatabaseError):
-                    # no savepoint to roll back to: the batch's transaction is unusable; the stream retries it
-                    logger.warning("database error in the handler of %s: batch retried", envelope.describe())
-                    raise
                 if attempt >= self.max_attempts or is_permanent(exc):
                     raise _Quarantine("handle", exc, attempt) from exc
                 logger.info(
@@ -482,10 +456,8 @@ class Ingestor:
             except DecodeError as exc:
                 failure = _Quarantine("decode", exc, 1)
             if failure is None and handler is not None:
-                try:
-                    ignored = _ignored(self._run_handler(handler, decoded.model, envelope))
-                except _Quarantine as exc:
-                    failure = exc
+                out = self._run_alone(handler, decoded.model, envelope)
+                failure, ignored = (out, "") if isinstance(out, _Quarantine) else (None, _ignored(out))
             old_status, now = alert.status, timezone.now()
             if failure is None:
                 alert.status = ArchivedAlert.Status.HANDLED if handler is not None else ArchivedAlert.Status.ARCHIVED
@@ -508,7 +480,7 @@ class Ingestor:
 
     def _requarantine(self, alert: ArchivedAlert, failure: _Quarantine) -> None:
         """Record a failure of a message that may already be quarantined: the first reason stays."""
-        fresh = self._quarantine_row(alert, failure)
+        fresh = failure.row(alert)
         existing = QuarantinedAlert.objects.filter(alert=alert).first()
         if existing is None:
             fresh.save(force_insert=True)
@@ -519,17 +491,3 @@ class Ingestor:
         existing.attempts += failure.attempts
         existing.released = None
         existing.save()
-
-    @staticmethod
-    def _quarantine_row(row: ArchivedAlert, failure: _Quarantine) -> QuarantinedAlert:
-        exc = failure.exc
-        reason = clean_text(f"{type(exc).__name__}: {exc}"[:10000])
-        return QuarantinedAlert(
-            alert_id=row.pk,
-            stage=failure.stage,
-            reason=reason,
-            first_reason=reason,
-            error_type=clean_text(f"{type(exc).__module__}.{type(exc).__qualname__}"[:200]),
-            traceback=clean_text("".join(traceback.format_exception(exc))[-20000:]),
-            attempts=failure.attempts,
-        )

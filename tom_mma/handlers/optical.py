@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from tom_mma.batching import batch_of
 from tom_mma.conf import mma_settings
 from tom_mma.optical.alerts import OpticalAlert, normalise
 from tom_mma.optical.packets import AlertFormatError, decode_payload
@@ -83,30 +84,19 @@ def _handle(alert: Any, metadata: Any, survey: str | None) -> list[OpticalIngest
     return ingest_optical_alerts(_parse(alert, metadata, survey))
 
 
-def _handle_batch(messages: Sequence[tuple[Any, Any]], survey: str | None) -> list[Any]:
-    """The messages' alerts handled at once (:func:`~tom_mma.optical.service.ingest_optical_alerts`).
+def _ingest_messages(per_message: list[list[OpticalAlert]]) -> list[list[OpticalIngestResult]]:
+    """The alerts of many messages through one :func:`~tom_mma.optical.service.ingest_optical_alerts`.
 
-    One item per message: its results, or the exception it raised when read (nothing of it is written);
-    the stream's ingest quarantines that message and keeps the others (see
-    :mod:`tom_mma_broker.ingest`). An error while writing is raised: the stream then handles the batch's
-    messages one by one.
+    One list of results per message. An error while writing is raised: the stream then handles the run's
+    messages one by one (see :mod:`tom_mma_broker.ingest`).
     """
-    parsed: list[list[OpticalAlert] | Exception] = []
-    for alert, metadata in messages:
-        try:
-            parsed.append(_parse(alert, metadata, survey))
-        except Exception as exc:  # noqa: BLE001 - the message's own failure, returned to the stream for it
-            parsed.append(exc)
-    flat = [a for alerts in parsed if not isinstance(alerts, Exception) for a in alerts]
-    results = iter(ingest_optical_alerts(flat))
-    return [alerts if isinstance(alerts, Exception) else [next(results) for _ in alerts] for alerts in parsed]
+    results = iter(ingest_optical_alerts([a for alerts in per_message for a in alerts]))
+    return [[next(results) for _ in alerts] for alerts in per_message]
 
 
 def _batched(survey: str | None) -> Callable[[Sequence[tuple[Any, Any]]], list[Any]]:
-    def batch(messages: Sequence[tuple[Any, Any]]) -> list[Any]:
-        return _handle_batch(messages, survey)
-
-    return batch
+    """A handler's ``batch``: a message that cannot be read is returned as its error (nothing of it written)."""
+    return batch_of(lambda alert, metadata: _parse(alert, metadata, survey), _ingest_messages)
 
 
 def optical_alert_handler(alert: Any, metadata: Any = None) -> list[OpticalIngestResult]:

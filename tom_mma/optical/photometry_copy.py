@@ -7,6 +7,7 @@ Below :data:`COPY_MIN_ROWS` rows an ORM insert is as cheap.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -121,22 +122,9 @@ def copy_photometry(rows: list[dict[str, Any]]) -> None:
     )
     if fast:  # the columns this module knows (a tomtoolkit with other columns takes the general path)
         names = list(_LINE_COLUMNS)
-        escaped: dict[str, str] = {}
-
-        def text(value: str) -> str:
-            out = escaped.get(value)
-            if out is None:
-                out = escaped[value] = value.translate(_COPY_ESCAPES)
-            return out
-
-        quotes: dict[str, str] = {}
-
-        def quoted(value: str) -> str:
-            out = quotes.get(value)
-            if out is None:
-                out = quotes[value] = json.dumps(value)
-            return out
-
+        # each distinct text escaped once per call (a batch repeats bands, names, sources)
+        text = functools.cache(lambda value: value.translate(_COPY_ESCAPES))
+        quoted = functools.cache(json.dumps)
         body = "".join([_photometry_line(row, text, quoted) for row in rows])
     else:
         names = [f.attname for f in fields]

@@ -70,9 +70,7 @@ def group_firsts(groups: np.ndarray) -> np.ndarray:
     >>> group_firsts(np.array([0, 0, 2, 2, 2, 5])).tolist()
     [0, 2, 5]
     """
-    if len(groups) == 0:
-        return np.zeros(0, dtype=np.intp)
-    return np.flatnonzero(np.concatenate(([True], groups[1:] != groups[:-1])))
+    return _run_edges(groups, last=False)
 
 
 def group_lasts(groups: np.ndarray) -> np.ndarray:
@@ -83,9 +81,14 @@ def group_lasts(groups: np.ndarray) -> np.ndarray:
     >>> group_lasts(np.array([0, 0, 2, 2, 2, 5])).tolist()
     [1, 4, 5]
     """
+    return _run_edges(groups, last=True)
+
+
+def _run_edges(groups: np.ndarray, last: bool) -> np.ndarray:
     if len(groups) == 0:
         return np.zeros(0, dtype=np.intp)
-    return np.flatnonzero(np.concatenate((groups[1:] != groups[:-1], [True])))
+    change = groups[1:] != groups[:-1]
+    return np.flatnonzero(np.concatenate((change, [True]) if last else ([True], change)))
 
 
 def first_min(values: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

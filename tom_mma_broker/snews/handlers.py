@@ -15,17 +15,32 @@ import logging
 import time
 from typing import Any
 
+from tom_mma.batching import batch_of
+
 from .decider import Decision
-from .messages import parse_message
-from .service import decide
+from .messages import ObservationMessage, parse_message
+from .service import decide, decide_all
 
 __all__ = ["snews_observation_handler"]
 
 logger = logging.getLogger(__name__)
 
 
+def _read(alert: Any, metadata: Any) -> tuple[ObservationMessage, int]:
+    """The parsed message and its arrival (ns since the epoch)."""
+    message = parse_message(getattr(alert, "content", alert))
+    timestamp_ms = getattr(metadata, "timestamp", 0) or 0
+    # the Kafka timestamp; a file replayed (replayalerts) has none: it arrives now. Never the message's own
+    # times here: one message stamped years ahead would stop the cache's clock-driven expiry for every other
+    return message, int(timestamp_ms) * 1_000_000 if timestamp_ms > 0 else time.time_ns()
+
+
 def snews_observation_handler(alert: Any, metadata: Any = None) -> Decision:
     """Take one SNEWS observation message: decide, keep the state, queue the alerts for publication.
+
+    A run of the stream's messages goes to the handler's ``batch`` (:mod:`tom_mma_broker.ingest`): each is
+    parsed alone, then the run goes through the decider in memory, and its state and alerts are written
+    once (:func:`~tom_mma_broker.snews.service.decide_all`).
 
     Parameters
     ----------
@@ -34,16 +49,8 @@ def snews_observation_handler(alert: Any, metadata: Any = None) -> Decision:
     metadata : hop.io.Metadata, optional
         Its Kafka timestamp is the message's arrival time (now, without one).
     """
-    content = getattr(alert, "content", alert)
-    message = parse_message(content)
-    timestamp_ms = getattr(metadata, "timestamp", 0) or 0
-    # the Kafka timestamp; a file replayed (replayalerts) has none: it arrives now. Never the message's own
-    # times here: one message stamped years ahead would stop the cache's clock-driven expiry for every other
-    arrival_ns = int(timestamp_ms) * 1_000_000 if timestamp_ms > 0 else time.time_ns()
-    # in the stream's batch: in memory; the state and the alerts are written once, at the end of the batch
-    return decide(message, arrival_ns)
+    return decide(*_read(alert, metadata))
 
 
-# in a batch it writes nothing itself (decide defers the writes to the batch's end): the ingest path runs it
-# without a savepoint of its own (tom_mma_broker.ingest); a failure leaves the batch's decider marked dirty
-snews_observation_handler.defers_writes = True  # type: ignore[attr-defined]
+# the stream's ingest hands a run of consecutive messages to the handler's ``batch`` at once
+snews_observation_handler.batch = batch_of(_read, decide_all)  # type: ignore[attr-defined]

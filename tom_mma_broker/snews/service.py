@@ -1,16 +1,15 @@
 """The decider in the TOM: its state in the database, its alerts in the outbox, one write of each per batch.
 
-:func:`decide` takes one parsed message inside the caller's transaction. Inside an ingest batch (the stream's
-or ``replayalerts``', :mod:`tom_mma_broker.batchwork`) it runs the message through the decider in memory and
-touches the database not at all; at the end of the batch, in the batch's transaction, the decider's new
-state is written once (a conditional ``UPDATE`` of one row) and all the batch's alerts are queued in the
-outbox at once (one multi-row ``INSERT``). Outside a batch (a direct call, an archived message re-handled),
-that write happens at once. A batch whose transaction rolls back changes nothing: the process's cached
-decider is recognised as stale by its revision and reloaded.
+:func:`decide_all` takes the parsed messages of a run of an ingest batch (the stream's or ``replayalerts``', through
+the handler's ``batch``, :mod:`tom_mma_broker.snews.handlers`) inside the caller's transaction: it runs them
+through the decider in memory, then writes the decider's new state once (a conditional ``UPDATE`` of one row)
+and queues all their alerts in the outbox at once (one multi-row ``INSERT``). :func:`decide` does the same for
+one message (a direct call, an archived message re-handled). A batch whose transaction rolls back changes
+nothing: the process's cached decider is recognised as stale by its revision and reloaded.
 
-The state is written over the revision the batch started from. When the row holds another revision (the
+The state is written over the revision the run started from. When the row holds another revision (the
 cache is stale: a rolled-back batch, another process that wrote since) or a message failed half-way
-through the decider, the state is loaded from the database (row locked) and the batch's messages are taken
+through the decider, the state is loaded from the database (row locked) and the run's messages are taken
 again from there, in order: the alerts queued are always those of the state that is kept.
 
 Alert ids are derived from the message that caused them (uuid5), and the outbox holds one row per id: a
@@ -22,19 +21,19 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Sequence
 
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from ..batchwork import at_batch_end, batch_state, in_batch
 from ..conf import broker_settings
 from ..models import OutboxMessage, SnewsDeciderState
 from ..outbox import announce
 from .decider import Decider, Decision
 from .messages import ObservationMessage
 
-__all__ = ["decider_from_settings", "decide", "alert_topic", "reset_cache"]
+__all__ = ["decider_from_settings", "decide", "decide_all", "alert_topic", "reset_cache"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def _write(name: str, revision: uuid.UUID, decider: Decider, written: uuid.UUID,
 
 
 class _Batch:
-    """One batch's decider in memory and the messages it took (to be taken again on a stale state)."""
+    """One run's decider in memory and the messages it took (to be taken again on a stale state)."""
 
     def __init__(self, name: str):
         self.name = name
@@ -110,9 +109,10 @@ class _Batch:
         return decision
 
     def finish(self) -> list[Decision]:
-        """Write the state once and queue every alert of the batch; return the decisions kept."""
-        if not self.messages and not self.dirty:
-            _cached[(os.getpid(), self.name)] = (self.decider, self.revision)
+        """Write the state once and queue every alert of the run; return the decisions kept."""
+        if not self.messages:  # nothing to write; a decider a failed message left half-changed is forgotten
+            if not self.dirty:
+                _cached[(os.getpid(), self.name)] = (self.decider, self.revision)
             return []
         written = uuid.uuid4()
         n = len(self.messages)
@@ -134,9 +134,6 @@ class _Batch:
 def decide(message: ObservationMessage, arrival_ns: int | None = None, name: str = "default") -> Decision:
     """Run ``message`` through the decider; keep its new state and queue its alerts in this transaction.
 
-    Inside an ingest batch the state and the alerts are written at the end of the batch, once for all its
-    messages (see the module docstring); outside one, at once.
-
     Parameters
     ----------
     message : ObservationMessage
@@ -149,20 +146,47 @@ def decide(message: ObservationMessage, arrival_ns: int | None = None, name: str
     Returns
     -------
     Decision
-        What the message did, and the alerts it makes (inside a batch: as the batch's decider took it; the
-        alerts queued at the end are the same unless the cached state was stale).
+        What the message did, and the alerts it makes.
     """
-    if in_batch():
-        batch = batch_state(("snews", name), lambda: _Batch(name))
-        decision = batch.take(message, arrival_ns)
-        at_batch_end(("snews", name), batch.finish)
-        return decision
     # no savepoint of its own: a caller's failure rolls the state and the alerts back together
     with transaction.atomic(savepoint=False):
         batch = _Batch(name)
         batch.take(message, arrival_ns)
         (decision,) = batch.finish()
     return decision
+
+
+def decide_all(
+    messages: Sequence[tuple[ObservationMessage, int | None]], name: str = "default"
+) -> list[Decision | Exception]:
+    """Run messages through the decider in memory, in order; then keep its state and queue their alerts, once.
+
+    Parameters
+    ----------
+    messages : sequence of (ObservationMessage, int or None)
+        Parsed messages and their arrivals (as for :func:`decide`).
+    name : str
+        Which decider.
+
+    Returns
+    -------
+    list
+        One item per message: its :class:`Decision` as kept (taken again from the database's state when the
+        cached one was stale), or the exception it raised inside the decider (nothing of it is kept; the
+        others are taken again from the database's state).
+    """
+    if not messages:
+        return []
+    out: list[Decision | Exception] = []
+    with transaction.atomic(savepoint=False):
+        batch = _Batch(name)
+        for message, arrival_ns in messages:
+            try:
+                out.append(batch.take(message, arrival_ns))
+            except Exception as exc:  # noqa: BLE001 - the message's own failure, returned to the ingest for it
+                out.append(exc)
+        kept = iter(batch.finish())
+    return [o if isinstance(o, Exception) else next(kept) for o in out]
 
 
 _OUTBOX_COLUMNS = ("alert_id", "topic", "kind", "payload", "created", "attempts", "last_error")
