@@ -15,6 +15,10 @@ again from there, in order: the alerts queued are always those of the state that
 
 Alert ids are derived from the message that caused them (uuid5), and the outbox holds one row per id: a
 message handled again after a crash (redelivered before its offset was committed) queues nothing twice.
+
+With ``SNEWS_PUBLISH_AT_COMMIT`` (default) the rows are written held, and handed to the outbox's fast lane
+(:mod:`tom_mma_broker.fastlane`) when the batch commits: the thread that committed sends them at once; else the
+outbox publisher is announced, as for other derived alerts.
 """
 
 from __future__ import annotations
