@@ -367,8 +367,14 @@ class Decider:
         return Decision(message.uid, "retraction", tuple(alerts))
 
     def _expire(self, now: int) -> None:
+        limit = now - self._expiry_ns
         for lane in self.lanes.values():
-            old = {u for u, e in lane.entries.items() if e.arrival_ns < now - self._expiry_ns}
+            # entries are kept in arrival order (the clock never goes back; load_state restores that order):
+            # when the first has not expired, none has
+            first = next(iter(lane.entries.values()), None)
+            if first is None or first.arrival_ns >= limit:
+                continue
+            old = {u for u, e in lane.entries.items() if e.arrival_ns < limit}
             if old:
                 lane.drop(old)
                 for tag in lane.groups:  # silent: the smaller group is the new reference
@@ -476,7 +482,8 @@ class Decider:
         self.lanes = {lane: _Lane() for lane in LANES}
         for name, data in state["lanes"].items():
             lane = self.lanes[name]
-            lane.entries = {e["uid"]: _Entry(**e) for e in data["entries"]}
+            entries = sorted((_Entry(**e) for e in data["entries"]), key=lambda e: (e.arrival_ns, e.seq))
+            lane.entries = {e.uid: e for e in entries}  # in arrival order, as _expire expects
             lane.groups = {int(tag): list(members) for tag, members in data["groups"].items()}
             lane.counts = {int(tag): n for tag, n in data["counts"].items()}
             lane.ids = {int(tag): i for tag, i in data.get("ids", {}).items()}
