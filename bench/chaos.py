@@ -25,7 +25,9 @@ what was lost and what was duplicated against its own list of the message ids it
 ``poison``                    1% poison messages among the good ones: each quarantined with its reason
 ``soak``                      ``--soak-rate`` messages/s for ``--soak-minutes``; every process's RSS over
                               time (plot); after the first fifth of the run (at most 5 minutes) no process
-                              may grow by more than 5%
+                              may grow by more than 5%. A ``--soak-kilonova-fraction`` of its candidates
+                              are kilonova-like (default 0.02: a survey's stream is mostly other
+                              transients; 1 makes every candidate a derived alert and a request)
 ============================  ===========================================================================
 
 Usage::
@@ -75,12 +77,13 @@ class Plan:
     settle_s: float = 900.0
     soak_minutes: float = 30.0
     soak_rate: float = 250.0
+    soak_kilonova_fraction: float = 0.02
     hang_s: float = 20.0
 
     @classmethod
     def quick(cls) -> Plan:
         return cls(messages=120, points=6, kills=3, pause_s=5.0, settle_s=240.0, soak_minutes=0.5, soak_rate=20.0,
-                   hang_s=1.0)  # fmt: skip
+                   soak_kilonova_fraction=0.25, hang_s=1.0)  # fmt: skip
 
 
 class Fault:
@@ -233,7 +236,8 @@ class Fault:
         seconds = self.plan.soak_minutes * 60
         total = int(seconds * self.plan.soak_rate)
         candidates = max(1, total // self.plan.points)
-        batch = make_batch("CHSK", candidates, self.plan.points, self.rng)
+        batch = make_batch("CHSK", candidates, self.plan.points, self.rng,
+                           kilonova_fraction=self.plan.soak_kilonova_fraction)  # fmt: skip
         samples: list[tuple[float, dict[str, int | None]]] = []
         stop = threading.Event()
 
@@ -256,7 +260,8 @@ class Fault:
         judged = [measured.get(name) for name in self.system.children]
         self.memory_ok = bool(measured) and all(v is None or v <= 0.05 for v in judged)
         growth = ", ".join(f"{k} {v:+.1%}" for k, v in measured.items())
-        self.notes.append(f"{total} messages at {self.plan.soak_rate:g}/s for {self.plan.soak_minutes:g} min; "
+        self.notes.append(f"{total} messages at {self.plan.soak_rate:g}/s for {self.plan.soak_minutes:g} min, "
+                          f"{self.plan.soak_kilonova_fraction:.0%} of the candidates kilonova-like; "
                           f"RSS growth after warm-up: {growth}")  # fmt: skip
         return batch
 
@@ -274,6 +279,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pause", type=float, help="seconds a paused broker or stopped Redis stays down (60)")
     parser.add_argument("--soak-minutes", type=float, help="length of the soak (30)")
     parser.add_argument("--soak-rate", type=float, help="messages per second of the soak (250, Rubin's mean)")
+    parser.add_argument("--soak-kilonova-fraction", type=float,
+                        help="fraction of the soak's candidates that are kilonova-like (0.02)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="solo Celery workers on the default queue (1)")
     parser.add_argument("--no-facility-queue", action="store_true",
                         help="facility tasks on the default queue too (no facility worker of their own)")  # fmt: skip
@@ -292,8 +299,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps({k: v for k, v in figures.items() if k != "results"}))
         return figures
     plan = Plan.quick() if args.quick else Plan()
-    for name, value in (("messages", args.messages), ("pause_s", args.pause), ("soak_minutes", args.soak_minutes),
-                        ("soak_rate", args.soak_rate)):  # fmt: skip
+    options = {"messages": args.messages, "pause_s": args.pause, "soak_minutes": args.soak_minutes,
+               "soak_rate": args.soak_rate, "soak_kilonova_fraction": args.soak_kilonova_fraction}  # fmt: skip
+    for name, value in options.items():
         if value is not None:
             setattr(plan, name, value)
     faults = [f for f in args.faults.split(",") if f]
@@ -336,7 +344,8 @@ def main(argv: list[str] | None = None) -> dict:
         "duplicated": sum(r["duplicated_total"] for r in results),
         "supervised_restarts": system.supervised_restarts,
         "run": f"{'--quick' if args.quick else 'full'}: {plan.messages} messages per fault, {plan.pause_s:g} s "
-        f"pauses, {plan.kills} kills, soak {plan.soak_minutes:g} min at {plan.soak_rate:g}/s, seed {args.seed}; "
+        f"pauses, {plan.kills} kills, soak {plan.soak_minutes:g} min at {plan.soak_rate:g}/s "
+        f"({plan.soak_kilonova_fraction:.0%} kilonova-like), seed {args.seed}; "
         f"{args.workers} worker(s) on the default queue, "
         f"{'none' if args.no_facility_queue else 'one'} on a facility queue of its own",
         "results": results,

@@ -67,8 +67,13 @@ def next_position() -> tuple[float, float]:
     return ra % 360, dec
 
 
-def make_batch(prefix: str, candidates: int, points: int, rng: random.Random, poison_fraction: float = 0.0) -> Batch:
-    """Kilonova-like light curves (fast red decline) of new candidates near NGC 4993, in GW170817's region."""
+def make_batch(prefix: str, candidates: int, points: int, rng: random.Random, poison_fraction: float = 0.0,
+               kilonova_fraction: float = 1.0) -> Batch:  # fmt: skip
+    """Light curves of new candidates near NGC 4993, in GW170817's region.
+
+    A ``kilonova_fraction`` of the candidates fade fast and redden (kilonova-like: derived alerts, requests);
+    the others fade by a few hundredths of a magnitude a day, as most of a survey's transients do.
+    """
     from tom_mma_broker.schemas.photometry import PhotometryMessage
 
     batch = Batch(prefix)
@@ -76,10 +81,12 @@ def make_batch(prefix: str, candidates: int, points: int, rng: random.Random, po
     for c in range(candidates):
         ra, dec = next_position()
         t0 = 57982.53 + rng.uniform(0.3, 0.6)
+        fast = rng.random() < kilonova_fraction
+        rates = {"g": 1.0, "r": 0.7, "i": 0.5} if fast else {"g": 0.03, "r": 0.02, "i": 0.015}
         for p in range(points):
             band = "gri"[p % 3]
             t = t0 + 0.4 * p + rng.uniform(0, 0.05)
-            decline = {"g": 1.0, "r": 0.7, "i": 0.5}[band]
+            decline = rates[band]
             message = PhotometryMessage.create(
                 object_name=f"{prefix}{c:04d}", ra=ra, dec=dec, mjd=t, band=band,
                 magnitude=17.5 + decline * (t - t0) + rng.gauss(0, 0.03), magnitude_error=0.04,

@@ -130,7 +130,7 @@ def test_gw170817_end_to_end_then_replayed_again_adds_nothing(kafka_broker, topi
     # last one covers every point; each keeps its model version and features
     classifications = list(candidate.classifications.order_by("n_points"))
     assert classifications and classifications[-1].n_points == 25
-    assert all(c.model_version.startswith("kilonova-v2+") and c.features for c in classifications)
+    assert all(c.model_version.startswith("kilonova-v2.1+") and c.features for c in classifications)
     assert len({c.input_digest for c in classifications}) == len(classifications)
     assert classifications[-1].score > 0.9  # AT2017gfo, never in the training set
     # the derived alerts came back through Kafka to the TOM

@@ -3,34 +3,39 @@
 Store each one, merge its candidate into a Target, add its photometry, keep the score history, and evaluate
 the observation rules.
 
-:func:`ingest_derived_alert` is the one service the results-topic handler
-(``tom_mma.handlers.derived.derived_alert_handler``) and the broker class (``tom_mma.alerts``) call.
-It is idempotent on ``alert_id``: a replayed stream adds nothing.
+:func:`ingest_derived_alerts` is the one service: the results-topic handler
+(``tom_mma.handlers.derived.derived_alert_handler``) hands it a stream batch's alerts at once, and
+:func:`ingest_derived_alert` (the broker class ``tom_mma.alerts``, one alert) is a batch of one. It is
+idempotent on ``alert_id``: a replayed stream adds nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from tom_dataproducts.models import PhotometryReducedDatum
 
 from tom_mma.lightcurve import LightCurvePoint, ScorePoint, cached_lightcurve_svg, svg_data_uri
 from tom_mma.models import DerivedAlertRecord, ObservationTrigger
 from tom_mma.rules import evaluate_rules
 from tom_mma.schemas.derived_alert import AlertPoint, DerivedAlert
-from tom_mma.targets import get_or_create_target
+from tom_mma.targets import TargetCandidate, get_or_create_targets
 
 __all__ = [
     "PHOTOMETRY_SOURCE",
     "DerivedAlertResult",
     "ingest_derived_alert",
+    "ingest_derived_alerts",
     "add_photometry",
+    "add_photometry_many",
     "mjd_to_datetime",
     "ScoreRow",
     "gw_event_urls",
@@ -110,9 +115,9 @@ def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def ingest_derived_alert(alert: DerivedAlert, metadata: Mapping[str, Any] | None = None) -> DerivedAlertResult:
-    """Store a derived alert and act on it, once.
+    """Store a derived alert and act on it, once (:func:`ingest_derived_alerts` for one alert).
 
-    A classification is merged into a Target (``tom_mma.targets.get_or_create_target``), its photometry
+    A classification is merged into a Target (``tom_mma.targets.get_or_create_targets``), its photometry
     is added (points already there are skipped), and the observation rules are evaluated
     (``tom_mma.rules``). A retraction marks the alert it retracts as retracted (also when it arrives
     first); it adds nothing else.
@@ -128,65 +133,145 @@ def ingest_derived_alert(alert: DerivedAlert, metadata: Mapping[str, Any] | None
     -------
     DerivedAlertResult
     """
-    existing = DerivedAlertRecord.objects.filter(alert_id=alert.alert_id).first()
-    if existing is not None:
-        logger.info("derived alert %s: already ingested (record %s); nothing to do", alert.alert_id, existing.pk)
-        return DerivedAlertResult(record=existing, created=False, target=existing.target)
     try:
-        with transaction.atomic():
-            if alert.is_retraction:
-                return _ingest_retraction(alert, metadata)
-            return _ingest_classification(alert, metadata)
+        return ingest_derived_alerts([(alert, metadata)])[0]
     except IntegrityError:
         # a concurrent worker stored the same alert_id first
-        existing = DerivedAlertRecord.objects.filter(alert_id=alert.alert_id).first()
+        existing = DerivedAlertRecord.objects.filter(alert_id=alert.alert_id).select_related("target").first()
         if existing is None:
             raise
         logger.info("derived alert %s: ingested concurrently (record %s)", alert.alert_id, existing.pk)
         return DerivedAlertResult(record=existing, created=False, target=existing.target)
 
 
-def _ingest_classification(alert: DerivedAlert, metadata: Mapping[str, Any] | None) -> DerivedAlertResult:
-    target, target_created = get_or_create_target(
-        alert.candidate.name,
-        alert.candidate.ra,
-        alert.candidate.dec,
-        aliases=alert.candidate.aliases,
-        source=f"derived alert {alert.alert_id}",
+def ingest_derived_alerts(
+    alerts: Sequence[tuple[DerivedAlert, Mapping[str, Any] | None]],
+) -> list[DerivedAlertResult]:
+    """Store many derived alerts and act on them, as :func:`ingest_derived_alert` would one after the other.
+
+    The alerts are taken in order. Classifications between two retractions are handled together: their
+    Targets in one look-up (:func:`~tom_mma.targets.get_or_create_targets`: a later alert of the batch finds
+    the Target an earlier one created), their records in one insert, their photometry in one insert
+    (:func:`add_photometry_many`); the observation rules are evaluated for each in order. A retraction is
+    handled where it stands. An alert stored before, or earlier in the batch, adds nothing.
+
+    Parameters
+    ----------
+    alerts : sequence of (DerivedAlert, mapping or None)
+        The parsed alerts and where each came from (topic, partition, offset, hop ``_id``).
+
+    Returns
+    -------
+    list of DerivedAlertResult
+        One per alert, in order.
+
+    Raises
+    ------
+    IntegrityError
+        If a concurrent writer stored one of the alerts meanwhile (nothing of the batch is kept: call again,
+        or one by one).
+    """
+    items = list(alerts)
+    keys = [uuid.UUID(str(alert.alert_id)) for alert, _ in items]
+    stored = {
+        r.alert_id: r
+        for chunk in _chunks(sorted(set(keys)), 500)
+        for r in DerivedAlertRecord.objects.filter(alert_id__in=chunk).select_related("target")
+    }
+    results: list[DerivedAlertResult | None] = [None] * len(items)
+    first: dict[uuid.UUID, int] = {}
+    run: list[int] = []
+
+    def flush() -> None:
+        for i, result in zip(run, _ingest_classifications([items[i] for i in run]), strict=True):
+            results[i] = result
+        run.clear()
+
+    with transaction.atomic():
+        for i, ((alert, metadata), key) in enumerate(zip(items, keys, strict=True)):
+            if key in stored:
+                logger.info("derived alert %s: already ingested (record %s); nothing to do", key, stored[key].pk)
+                results[i] = DerivedAlertResult(record=stored[key], created=False, target=stored[key].target)
+            elif key in first:
+                continue  # the same alert twice in the batch: the first one's record (below)
+            elif alert.is_retraction:
+                first[key] = i
+                flush()  # what it may retract is stored first
+                results[i] = _ingest_retraction(alert, metadata)
+            else:
+                first[key] = i
+                run.append(i)
+        flush()
+    for i, key in enumerate(keys):
+        if results[i] is None:
+            earlier = results[first[key]]
+            results[i] = DerivedAlertResult(record=earlier.record, created=False, target=earlier.target)
+    return results  # type: ignore[return-value]
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _ingest_classifications(
+    items: Sequence[tuple[DerivedAlert, Mapping[str, Any] | None]],
+) -> list[DerivedAlertResult]:
+    """New classification alerts, in order: Targets, records and photometry at once, then each one's rules."""
+    if not items:
+        return []
+    candidates = [
+        TargetCandidate(a.candidate.name, a.candidate.ra, a.candidate.dec, tuple(a.candidate.aliases),
+                        f"derived alert {a.alert_id}")
+        for a, _ in items
+    ]  # fmt: skip
+    targets = get_or_create_targets(candidates)
+    ids = [str(alert.alert_id) for alert, _ in items]
+    early = {
+        str(r.retracts): r
+        for chunk in _chunks(ids, 500)
+        for r in DerivedAlertRecord.objects.filter(kind=DerivedAlertRecord.Kind.RETRACTION, retracts__in=chunk)
+    }
+    records = []
+    for (alert, metadata), (target, _) in zip(items, targets, strict=True):
+        fields = _record_fields(alert, metadata)
+        retraction = early.get(str(uuid.UUID(str(alert.alert_id))))
+        if retraction is not None:  # the retraction came first
+            fields.update(retracted=True, retraction_reason=retraction.retraction_reason)
+            DerivedAlertRecord.objects.filter(pk=retraction.pk, target__isnull=True).update(target=target)
+        records.append(DerivedAlertRecord(alert_id=alert.alert_id, target=target, **fields))
+    DerivedAlertRecord.objects.bulk_create(records, batch_size=500)
+    if any(r.pk is None for r in records):  # a backend without RETURNING
+        pks = dict(DerivedAlertRecord.objects.filter(alert_id__in=[r.alert_id for r in records]).values_list(
+            "alert_id", "pk"))  # fmt: skip
+        for record in records:
+            record.pk = pks[uuid.UUID(str(record.alert_id))]
+    added = add_photometry_many(
+        [
+            (target, alert.photometry, str(alert.alert_id))
+            for (alert, _), (target, _) in zip(items, targets, strict=True)
+        ]
     )
-    fields = _record_fields(alert, metadata)
-    retraction = DerivedAlertRecord.objects.filter(
-        kind=DerivedAlertRecord.Kind.RETRACTION, retracts=alert.alert_id
-    ).first()
-    if retraction is not None:  # the retraction came first
-        fields.update(retracted=True, retraction_reason=retraction.retraction_reason)
-        DerivedAlertRecord.objects.filter(pk=retraction.pk, target__isnull=True).update(target=target)
-    record = DerivedAlertRecord.objects.create(alert_id=alert.alert_id, target=target, **fields)
-    added = add_photometry(target, alert.photometry, alert_id=alert.alert_id)
-    triggers: list[ObservationTrigger] = []
-    if record.retracted:
-        logger.info("derived alert %s: retracted before it arrived; no rules evaluated", alert.alert_id)
-    else:
-        triggers = evaluate_rules(alert, record, target)
-    logger.info(
-        "derived alert %s: %s (score %.3f, model %s) -> target %s%s, %d new photometry points, %d triggers",
-        alert.alert_id,
-        alert.candidate.name,
-        alert.kilonova_score,
-        alert.model_version,
-        target.pk,
-        " (new)" if target_created else "",
-        added,
-        len(triggers),
-    )
-    return DerivedAlertResult(
-        record=record,
-        created=True,
-        target=target,
-        target_created=target_created,
-        photometry_added=added,
-        triggers=tuple(triggers),
-    )
+    results = []
+    for (alert, _), (target, target_created), record, n_added in zip(items, targets, records, added, strict=True):
+        triggers: list[ObservationTrigger] = []
+        if record.retracted:
+            logger.info("derived alert %s: retracted before it arrived; no rules evaluated", alert.alert_id)
+        else:
+            triggers = evaluate_rules(alert, record, target)
+        logger.info(
+            "derived alert %s: %s (score %.3f, model %s) -> target %s%s, %d new photometry points, %d triggers",
+            alert.alert_id,
+            alert.candidate.name,
+            alert.kilonova_score,
+            alert.model_version,
+            target.pk,
+            " (new)" if target_created else "",
+            n_added,
+            len(triggers),
+        )
+        results.append(DerivedAlertResult(record=record, created=True, target=target, target_created=target_created,
+                                          photometry_added=n_added, triggers=tuple(triggers)))  # fmt: skip
+    return results
 
 
 def _ingest_retraction(alert: DerivedAlert, metadata: Mapping[str, Any] | None) -> DerivedAlertResult:
@@ -216,45 +301,105 @@ def add_photometry(target: Any, points: tuple[AlertPoint, ...] | list[AlertPoint
     ``"Vega mag"``). A point the Target has already (same time, band and
     magnitude or limit), from any source, is skipped.
     """
-    if not points:
-        return 0
-    # the keys of the table's unique constraints (instrument and reduction_version are blank here)
-    existing = {
-        (d.timestamp, d.bandpass, d.brightness, d.limit)
-        for d in PhotometryReducedDatum.objects.filter(
-            target=target, timestamp__in=[mjd_to_datetime(p.mjd) for p in points]
-        )
-    }
-    new = []
-    for point in points:
-        timestamp = mjd_to_datetime(point.mjd)
-        brightness = None if point.upper_limit else point.magnitude
-        limit = point.magnitude if point.upper_limit else None
-        key = (timestamp, point.band, brightness, limit)
-        if key in existing:
-            continue
-        existing.add(key)
-        new.append(
-            PhotometryReducedDatum(
-                target=target,
-                timestamp=timestamp,
-                bandpass=point.band,
-                brightness=brightness,
-                brightness_error=point.magnitude_error,
-                limit=limit,
-                unit=f"{point.system} mag",  # "AB mag" or "Vega mag", as the alert says
-                telescope=point.telescope or "",
-                source_name=PHOTOMETRY_SOURCE,
-                source_location=str(alert_id),
-                value={"mjd": point.mjd},
+    return add_photometry_many([(target, points, alert_id)])[0]
+
+
+def _point_key(point: AlertPoint) -> tuple[datetime, str, float | None, float | None]:
+    """The keys of the photometry table's unique constraints (instrument and reduction_version are blank)."""
+    if point.upper_limit:
+        return mjd_to_datetime(point.mjd), point.band, None, point.magnitude
+    return mjd_to_datetime(point.mjd), point.band, point.magnitude, None
+
+
+def add_photometry_many(
+    items: Sequence[tuple[Any, Sequence[AlertPoint], str]],
+) -> list[int]:
+    """:func:`add_photometry` for many (target, points, alert id) at once: one look-up, one insert.
+
+    Taken in order: a point an earlier item adds (or the Target has) is skipped for a later one.
+
+    Returns
+    -------
+    list of int
+        How many rows each item added.
+    """
+    items = [(t, tuple(ps), a) for t, ps, a in items]
+    wanted = [(t, ps) for t, ps, _ in items if ps]
+    if not wanted:
+        return [0] * len(items)
+    existing: set[tuple[Any, ...]] = set()
+    by_target: dict[int, set[datetime]] = {}
+    for target, points in wanted:
+        by_target.setdefault(target.pk, set()).update(mjd_to_datetime(p.mjd) for p in points)
+    for chunk in _lookup_chunks(by_target):
+        target_ids = list(chunk)
+        stamps = sorted(set().union(*chunk.values()))
+        existing.update(
+            PhotometryReducedDatum.objects.filter(target_id__in=target_ids, timestamp__in=stamps).values_list(
+                "target_id", "timestamp", "bandpass", "brightness", "limit"
             )
         )
+    new: list[PhotometryReducedDatum] = []
+    planned: list[int] = []
+    for target, points, alert_id in items:
+        before = len(new)
+        for point in points:
+            key = (target.pk, *_point_key(point))
+            if key in existing:
+                continue
+            existing.add(key)
+            timestamp, band, brightness, limit = key[1:]
+            new.append(
+                PhotometryReducedDatum(
+                    target=target,
+                    timestamp=timestamp,
+                    bandpass=band,
+                    brightness=brightness,
+                    brightness_error=point.magnitude_error,
+                    limit=limit,
+                    unit=f"{point.system} mag",  # "AB mag" or "Vega mag", as the alert says
+                    telescope=point.telescope or "",
+                    source_name=PHOTOMETRY_SOURCE,
+                    source_location=str(alert_id),
+                    value={"mjd": point.mjd},
+                )
+            )
+        planned.append(len(new) - before)
     if not new:
-        return 0
-    before = PhotometryReducedDatum.objects.filter(target=target).count()
+        return planned
+    ids = sorted({d.target_id for d in new})
+    before = _photometry_counts(ids)
     # the unique constraints skip a concurrent writer's copy of the same point
-    PhotometryReducedDatum.objects.bulk_create(new, ignore_conflicts=True)
-    return PhotometryReducedDatum.objects.filter(target=target).count() - before
+    PhotometryReducedDatum.objects.bulk_create(new, batch_size=1000, ignore_conflicts=True)
+    after = _photometry_counts(ids)
+    stored = Counter({pk: after.get(pk, 0) - before.get(pk, 0) for pk in ids})
+    added = []
+    for (target, _, _), n in zip(items, planned, strict=True):
+        k = min(n, stored[target.pk]) if n else 0  # a concurrent writer's copies count for it, not here
+        stored[target.pk] -= k
+        added.append(k)
+    return added
+
+
+def _lookup_chunks(by_target: dict[int, set[datetime]], limit: int = 900) -> list[dict[int, set[datetime]]]:
+    """Groups of Targets whose look-up stays under ``limit`` query parameters (SQLite's bound)."""
+    chunks: list[dict[int, set[datetime]]] = [{}]
+    size = 0
+    for pk, stamps in by_target.items():
+        if chunks[-1] and size + 1 + len(stamps) > limit:
+            chunks.append({})
+            size = 0
+        chunks[-1][pk] = stamps
+        size += 1 + len(stamps)
+    return chunks
+
+
+def _photometry_counts(target_ids: Sequence[int]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for chunk in _chunks(list(target_ids), 500):
+        rows = PhotometryReducedDatum.objects.filter(target_id__in=chunk).values("target_id").annotate(n=Count("id"))
+        counts.update({r["target_id"]: r["n"] for r in rows})
+    return counts
 
 
 def score_history(target: Any) -> list[DerivedAlertRecord]:

@@ -4,17 +4,18 @@ In the TOM's ``ALERT_STREAMS``::
 
     "TOPIC_HANDLERS": {"tom-mma.derived": "tom_mma.handlers.derived.derived_alert_handler"}
 
-The handler parses, then calls one service (:func:`tom_mma.derived.ingest_derived_alert`). Bad input
+The handler parses, then calls one service (:func:`tom_mma.derived.ingest_derived_alerts`); the stream's ingest
+hands it a run of consecutive messages at once (its ``batch``, as the optical handlers have). Bad input
 raises :class:`~tom_mma.schemas.fields.MessageError` (a permanent ``ValueError``) with the reason; the stream
 quarantines such a message at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tom_mma.derived import DerivedAlertResult, ingest_derived_alert
+from tom_mma.derived import DerivedAlertResult, ingest_derived_alert, ingest_derived_alerts
 from tom_mma.hopmessages import json_payload, message_id, metadata_headers
 from tom_mma.schemas.derived_alert import DerivedAlert
 
@@ -41,4 +42,28 @@ def derived_alert_handler(alert: Any, metadata: Any = None) -> DerivedAlertResul
     ValueError
         If the message is not a valid v1 derived alert (the reason is in the message).
     """
-    return ingest_derived_alert(DerivedAlert.from_dict(json_payload(alert, "derived alert")), delivery_info(metadata))
+    return ingest_derived_alert(_parse(alert), delivery_info(metadata))
+
+
+def _parse(alert: Any) -> DerivedAlert:
+    return DerivedAlert.from_dict(json_payload(alert, "derived alert"))
+
+
+def _batch(messages: Sequence[tuple[Any, Any]]) -> list[Any]:
+    """The messages' alerts handled at once; one item per message: its result, or the error it was read with.
+
+    A message that does not parse is returned as its exception (the stream quarantines it and keeps the
+    others); an error while writing is raised, and the stream then handles the messages one by one.
+    """
+    parsed: list[tuple[DerivedAlert, dict[str, Any]] | Exception] = []
+    for alert, metadata in messages:
+        try:
+            parsed.append((_parse(alert), delivery_info(metadata)))
+        except Exception as exc:  # noqa: BLE001 - the message's own failure, returned to the stream for it
+            parsed.append(exc)
+    results = iter(ingest_derived_alerts([p for p in parsed if not isinstance(p, Exception)]))
+    return [p if isinstance(p, Exception) else next(results) for p in parsed]
+
+
+# the stream's ingest hands a run of consecutive messages to a handler's ``batch`` at once (tom_mma_broker.ingest)
+derived_alert_handler.batch = _batch  # type: ignore[attr-defined]

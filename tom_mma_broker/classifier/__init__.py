@@ -7,7 +7,7 @@ Examples
 --------
 >>> from tom_mma_broker.classifier import Observation, classify
 >>> result = classify([Observation(60000.0, "g", 19.0, 0.05), Observation(60001.0, "g", 20.0, 0.08)])
->>> 0.0 <= result.score <= 1.0, result.model_version.startswith("kilonova-v2+"), result.is_candidate
+>>> 0.0 <= result.score <= 1.0, result.model_version.startswith("kilonova-v2.1+"), result.is_candidate
 (True, True, False)
 """
 

@@ -5,10 +5,12 @@ detections, with or without GW context), fitted on held-out simulations with bot
 weight: the score is the probability that the light curve is a kilonova **under a prior of one half**
 (the training mix), not the rate of kilonovae among real transients.
 
-The uncertainty of a score is a 90 % Jeffreys (Beta) interval around it, the binomial uncertainty of a
-fraction measured on as many simulated light curves as the calibration split has in the same group and
-raw-score bin (each curve counted once however many of its prefixes fall in the bin): wide where few
-simulations look like the light curve, and for one-point light curves, whose scores sit mid-range.
+The uncertainty of a score (:func:`intervals`) states a claim that :mod:`.coverage` tests on held-out
+simulations: the light curve's *cell* (evidence group and raw-score bin) has a kilonova probability under
+the prior of one half, and the interval holds the central 90 % of its posterior given the calibration
+split (a Jeffreys posterior from the distinct calibration light curves in the cell), widened to hold the
+light curve's own score: wide where few simulations look like the light curve, and for one-point light
+curves, whose cells hold kilonovae and contaminants alike.
 
 The operating point (:func:`decide`) says when a light curve is a candidate: a calibrated score at least
 the threshold chosen on held-out simulated supernovae, and enough evidence: never a single detection (or
@@ -34,6 +36,8 @@ __all__ = [
     "decide",
     "fit_calibration",
     "group_of",
+    "cell_intervals",
+    "cell_posterior_quantiles",
     "interval",
     "intervals",
 ]
@@ -112,7 +116,9 @@ def fit_calibration(
     -------
     dict
         Per group: the Platt coefficients, the calibrated curve tabulated at knots ``x``/``y``, raw-score
-        bin ``edges`` and each bin's ``low``/``high`` interval, light-curve count ``n`` and ``fraction``.
+        bin ``edges``, the ``odds`` (contaminant rows per kilonova row) that weighting to the prior undoes, and
+        per bin (cell) its 90 % interval ``low``/``high`` (:func:`cell_posterior_quantiles`), its distinct light
+        curves ``n``, how many are ``kilonovae``, and their ``fraction`` under the prior (Jeffreys estimate).
     """
     groups_arr = np.asarray(groups)
     curves_arr = np.arange(len(y)) if curves is None else np.asarray(curves)
@@ -131,19 +137,20 @@ def fit_calibration(
         iso_y = 1.0 / (1.0 + np.exp(-(a * _logit(knots) + b)))
         edges = np.unique(np.quantile(r, np.linspace(0.0, 1.0, _N_BINS + 1)))
         edges[0], edges[-1] = 0.0, 1.0
-        low, high, count, fraction = [], [], [], []
+        # the odds factor that weights the group's classes equally (the prior of one half)
+        odds = float((t == 0).sum() / max((t == 1).sum(), 1))
+        low, high, count, kilonovae, fraction = [], [], [], [], []
         for k in range(len(edges) - 1):
             in_bin = (r >= edges[k]) & ((r < edges[k + 1]) | (k == len(edges) - 2))
-            rows = int(in_bin.sum())
-            n = len(set(c[in_bin].tolist()))
-            # the calibrated score of the bin (weighted mean) as counts of n independent draws (Jeffreys prior)
-            cal = 1.0 / (1.0 + np.exp(-(a * z[in_bin] + b)))
-            frac = float(np.dot(w[in_bin], cal) / w[in_bin].sum()) if rows else 0.5
-            lo, hi = _beta_interval(frac, n)
-            low.append(lo)
-            high.append(hi)
+            # one vote per light curve: its prefixes in one bin are not independent draws (its label is one)
+            label_of = dict(zip(c[in_bin].tolist(), t[in_bin].tolist(), strict=True))
+            n, n_kn = len(label_of), int(sum(label_of.values()))
+            lo, hi = cell_posterior_quantiles(n_kn, n, odds, np.array([(1 - _LEVEL) / 2, 1 - (1 - _LEVEL) / 2]))
+            low.append(float(lo))
+            high.append(float(hi))
             count.append(n)
-            fraction.append(frac)
+            kilonovae.append(n_kn)
+            fraction.append(float(_to_prior((n_kn + 0.5) / (n + 1.0), odds)))
         tables["groups"][name] = {
             "platt": [float(a), float(b)],
             "x": [float(v) for v in knots],
@@ -152,6 +159,8 @@ def fit_calibration(
             "low": low,
             "high": high,
             "n": count,
+            "kilonovae": kilonovae,
+            "odds": odds,
             "fraction": fraction,
         }
     return tables
@@ -168,16 +177,39 @@ def apply_calibration(tables: Mapping[str, Any], raw: np.ndarray, groups: Sequen
     return out
 
 
-def _beta_intervals(p: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _to_prior(fraction: np.ndarray | float, odds: float) -> np.ndarray:
+    """A kilonova fraction among simulations with ``odds`` contaminants per kilonova, re-weighted to one half."""
+    f = np.asarray(fraction, dtype=float)
+    return odds * f / (odds * f + (1.0 - f))
+
+
+def _from_prior(fraction: np.ndarray | float, odds: float) -> np.ndarray:
+    """The inverse of :func:`_to_prior`: the fraction expected with ``odds`` contaminants per kilonova."""
+    f = np.asarray(fraction, dtype=float)
+    return f / (f + odds * (1.0 - f))
+
+
+def cell_posterior_quantiles(kilonovae: int, n: int, odds: float, q: np.ndarray) -> np.ndarray:
+    """Quantiles of the posterior of a cell's kilonova probability under the prior of one half.
+
+    The cell holds ``n`` distinct simulated light curves, ``kilonovae`` of them kilonovae, drawn with
+    ``odds`` contaminants per kilonova: the fraction they were drawn from has the Jeffreys posterior
+    Beta(k + 1/2, n - k + 1/2), mapped (monotonically) to equal class weights.
+
+    Examples
+    --------
+    >>> lo, hi = cell_posterior_quantiles(5, 10, 1.0, np.array([0.05, 0.95]))
+    >>> round(float(lo), 3), round(float(hi), 3)
+    (0.262, 0.738)
+    """
     from scipy.special import betaincinv  # the Beta quantile, without scipy.stats' per-call overhead
 
-    a, b = p * n + 0.5, (1 - p) * n + 0.5
-    return betaincinv(a, b, (1 - _LEVEL) / 2), betaincinv(a, b, 1 - (1 - _LEVEL) / 2)
+    return _to_prior(betaincinv(kilonovae + 0.5, n - kilonovae + 0.5, np.asarray(q, dtype=float)), odds)
 
 
-def _beta_interval(p: float, n: int) -> tuple[float, float]:
-    low, high = _beta_intervals(np.array([float(p)]), np.array([float(n)]))
-    return float(low[0]), float(high[0])
+def _cell_of(table: Mapping[str, Any], raw: np.ndarray) -> np.ndarray:
+    k = np.searchsorted(table["edges"], raw, side="right") - 1
+    return np.clip(k, 0, len(table["low"]) - 1)
 
 
 def intervals(
@@ -185,9 +217,13 @@ def intervals(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The 90 % intervals of the kilonova probabilities of several light curves, at once.
 
-    Per light curve, a Jeffreys interval around its calibrated score, as if it were a fraction measured on
-    as many distinct calibration light curves as its group's raw-score bin holds: the fewer simulations
-    look like it, the wider; ``(0, 1)`` for a group without a table.
+    The claim: a light curve's **cell** (its evidence group and raw-score bin) has a kilonova probability,
+    under the prior of one half, the fraction of kilonovae among all simulated light curves that fall in
+    it; the interval is the central 90 % of that probability's posterior given the calibration split's
+    light curves in the cell (:func:`cell_posterior_quantiles`), widened to hold the light curve's own
+    calibrated score where the smooth (Platt) curve lies outside it. So it contains the cell's probability
+    at least 90 % of the time; :func:`coverage_test` checks it on held-out simulations. ``(0, 1)`` for a
+    group without a table.
 
     Parameters
     ----------
@@ -201,32 +237,39 @@ def intervals(
     (low, high)
         Two arrays, one bound per light curve.
     """
-    raw = np.asarray(raw, dtype=float)
+    low, high = cell_intervals(tables, raw, groups)
     scores = np.asarray(scores, dtype=float)
+    return np.minimum(low, scores), np.maximum(high, scores)
+
+
+def cell_intervals(tables: Mapping[str, Any], raw: np.ndarray, groups: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The 90 % intervals of the cells (evidence group, raw-score bin) of several light curves.
+
+    ``(0, 1)`` for a group without a table; :func:`intervals` widens them to hold each light curve's score.
+    """
+    raw = np.asarray(raw, dtype=float)
     groups_arr = np.asarray(groups)
     low, high = np.zeros(len(raw)), np.ones(len(raw))
     for name, table in tables.get("groups", {}).items():
         sel = np.flatnonzero(groups_arr == name)
         if len(sel) == 0:
             continue
-        k = np.searchsorted(table["edges"], raw[sel], side="right") - 1
-        k = np.clip(k, 0, len(table["low"]) - 1)
-        low[sel], high[sel] = _beta_intervals(scores[sel], np.asarray(table["n"], dtype=float)[k])
+        k = _cell_of(table, raw[sel])
+        low[sel] = np.asarray(table["low"], dtype=float)[k]
+        high[sel] = np.asarray(table["high"], dtype=float)[k]
     return low, high
 
 
 def interval(tables: Mapping[str, Any], raw: float, group: str, score: float | None = None) -> tuple[float, float]:
     """The 90 % interval of the kilonova probability of one light curve (``(0, 1)`` where unknown).
 
-    A Jeffreys interval around the calibrated ``score`` (:func:`intervals` of one light curve); without a
-    score, the bin's interval around its mean calibrated score.
+    :func:`intervals` of one light curve; without a score, its cell's interval alone.
     """
     table = tables.get("groups", {}).get(group)
     if table is None:
         return 0.0, 1.0
     if score is None:
-        k = int(np.searchsorted(table["edges"], raw, side="right")) - 1
-        k = min(max(k, 0), len(table["low"]) - 1)
+        k = int(_cell_of(table, np.array([raw]))[0])
         return float(table["low"][k]), float(table["high"][k])
     low, high = intervals(tables, np.array([raw]), [group], np.array([score]))
     return float(low[0]), float(high[0])

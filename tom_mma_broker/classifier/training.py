@@ -65,7 +65,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-VERSION = "kilonova-v2"
+VERSION = "kilonova-v2.1"
 ARTIFACT_NAME = "kilonova-v2"
 DEFAULT_SEED = 20170817
 SUPERNOVA_KINDS = ("SN Ia", "SN Ibc", "SN II", "SN Ibn/Icn", "SLSN")
