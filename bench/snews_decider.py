@@ -13,12 +13,20 @@ Goal (issue 11): p99 under 50 ms at 1,000 messages/s from 20 detectors. Peer: no
 (``snews-cs`` itself needs SCiMMA's brokers, MongoDB and hop-client < 0.11).
 
     python bench/snews_decider.py [--rate 1000 --seconds 10 --detectors 20] [--postgres] [--profile DIR]
+                                  [--lane fast|publisher]
+
+``--lane fast`` (the default, ``SNEWS_PUBLISH_AT_COMMIT``): the stream's thread hands the alerts to its
+producer at the commit (:mod:`tom_mma_broker.fastlane`); ``--lane publisher``: the outbox publisher's thread
+claims and sends them (the publisher still runs in the fast lane's runs, as a worker would, with nothing to do).
 
 The stages of each message (``stage_<name>_p50_s``, ``_p99_s``, each from the one before): ``fetched`` (from
 the producer to the stream's prefetch thread), ``ingest`` (waiting for the stream thread), ``committed`` (the
 batch's transaction), ``offsets`` (the Kafka commit after it), ``claimed`` (from the database commit to the
 publisher's claim of its alert), ``flushed`` (produced and acknowledged), ``received`` (read by a consumer of
-the coincidence topic). ``--profile DIR`` writes a cProfile file of the stream, prefetch and publisher threads.
+the coincidence topic); in the fast lane ``handed`` (from the start of the batch's transaction to the hand-over
+in its commit), ``received`` (from the hand-over) and ``acked`` (from the hand-over to the record of the
+broker's acknowledgement in the outbox, in parallel with ``received``). ``--profile DIR`` writes a cProfile
+file of the stream, prefetch and publisher threads.
 
 The last line printed is one JSON object.
 """
