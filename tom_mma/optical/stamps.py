@@ -150,9 +150,7 @@ class _StampWriter:
         self.storage = self.field.storage
         # the plain storage with its default modes (any other takes its own path)
         # (``default_storage`` is a lazy wrapper: its ``__class__`` is the wrapped storage's)
-        self.direct = (
-            self.storage.__class__ is FileSystemStorage and self.storage.directory_permissions_mode is None
-        )
+        self.direct = self.storage.__class__ is FileSystemStorage and self.storage.directory_permissions_mode is None
         self.mode = self.storage.file_permissions_mode
         self.made: set[str] = set()
 
@@ -193,6 +191,7 @@ def _stamp_products(target: Any, alert: OpticalAlert, writer: _StampWriter | Non
             extra_data=json.dumps({"mjd": alert.mjd, "kind": cutout.kind, "alert_id": alert.alert_id,
                                    "survey": alert.survey, "source": "tom_mma.optical"}),
         )  # fmt: skip
-        writer.write(product, f"{alert.survey}_{alert.alert_id}_{cutout.kind}{_extension(cutout.filename)}", cutout.data)
+        name = f"{alert.survey}_{alert.alert_id}_{cutout.kind}{_extension(cutout.filename)}"
+        writer.write(product, name, cutout.data)
         products.append(product)
     return products
