@@ -174,6 +174,26 @@ def test_the_same_object_twice_grows_one_target(sent, django_capture_on_commit_c
     assert len(sent) == 2
 
 
+def test_stamp_files_are_fits_named_by_alert_and_never_overwrite_a_file(optical_settings):
+    (record,), _ = s.records(s.ZTF_33)
+    media = Path(optical_settings.MEDIA_ROOT)
+    # a file already where the science stamp would go: kept as it is, the stamp takes a free name beside it
+    field = DataProduct._meta.get_field("data")
+    taken = field.generate_filename(
+        DataProduct(target=Target(name=record["objectId"])), f"ZTF_{record['candid']}_science.fits.gz"
+    )
+    (media / taken).parent.mkdir(parents=True)
+    (media / taken).write_bytes(b"someone else's file")
+    (result,) = handlers.ztf_handler(AvroBlob(content=record), meta("tom-mma.demo.ztf"))
+    assert result.cutouts_added == 3
+    products = {p.product_id.rsplit(":", 1)[1]: p for p in DataProduct.objects.filter(target=result.target)}
+    assert (media / taken).read_bytes() == b"someone else's file"
+    assert products["science"].data.name != taken and products["science"].data.name.endswith(".fits.gz")
+    for kind in ("science", "template", "difference"):
+        assert (media / products[kind].data.name).read_bytes() == record[f"cutout{kind.title()}"]["stampData"]
+    assert products["template"].data.name == taken.replace("_science.", "_template.")
+
+
 def test_rubin_alert_merges_into_a_ztf_target_by_cone():
     (ztf,), _ = s.records(s.ZTF_33)
     handlers.ztf_handler(AvroBlob(content=ztf), None)

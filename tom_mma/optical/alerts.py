@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .packets import AlertFormatError, check_cutout
 
@@ -50,12 +50,13 @@ _FINK_BOOKKEEPING = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class OpticalPoint:
+class OpticalPoint(NamedTuple):
     """One photometric point of an alert: a detection (``magnitude``) or a non-detection (``limit``).
 
     ``kind`` is ``detection`` (the alert's own source), ``previous`` (an earlier source),
     ``forced`` (forced photometry) or ``nondetection`` (an earlier limit). ``system`` is ``AB``.
+    Immutable; a named tuple rather than a frozen dataclass, since a Rubin alert makes hundreds and a
+    frozen dataclass's ``__init__`` was a third of normalising one.
     """
 
     mjd: float

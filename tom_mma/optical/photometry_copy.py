@@ -17,7 +17,22 @@ from typing import Any
 from django.db import connection
 from tom_dataproducts.models import PhotometryReducedDatum
 
-__all__ = ["COPY_MIN_ROWS", "copy_photometry"]
+__all__ = ["COPY_MIN_ROWS", "PointRow", "copy_photometry", "photometry_fields"]
+
+#: one new photometry row: (target pk, timestamp, the point, telescope, source name, source location)
+PointRow = tuple[Any, datetime, Any, str, str, str]
+
+
+def photometry_fields(row: PointRow) -> dict[str, Any]:
+    """The ``PhotometryReducedDatum`` field values of a :data:`PointRow`."""
+    target_id, timestamp, point, telescope, source, location = row
+    return {
+        "target_id": target_id, "timestamp": timestamp, "bandpass": point.band, "brightness": point.magnitude,
+        "brightness_error": point.magnitude_error, "limit": point.limit, "unit": f"{point.system} mag",
+        "telescope": telescope, "source_name": source, "source_location": location,
+        "value": {"mjd": point.mjd, "kind": point.kind, "flux": point.flux, "flux_error": point.flux_error,
+                  "system": point.system},
+    }  # fmt: skip
 
 
 # below this many rows an INSERT is as cheap as the COPY's extra statements
@@ -58,19 +73,17 @@ def _copy_text(value: Any) -> str:
 def _num_text(value: float | None) -> str:
     if value is None:
         return "\\N"
-    if value != value or value in (math.inf, -math.inf):
-        return _copy_text(float(value))
-    return repr(float(value))
+    text = repr(float(value))
+    # a finite float's repr ends with a digit ("1.5", "1e-05"); "nan", "inf" take the general path
+    return text if text[-1].isdigit() else _copy_text(float(value))
 
 
 def _json_num(value: float | None) -> str:
     """A number as ``json.dumps`` writes it (``repr``; NaN and infinities as its tokens, which PostgreSQL refuses)."""
     if value is None:
         return "null"
-    value = float(value)
-    if value != value or value in (math.inf, -math.inf):
-        return json.dumps(value)
-    return repr(value)
+    text = repr(float(value))
+    return text if text[-1].isdigit() else json.dumps(float(value))
 
 
 # the columns of PhotometryReducedDatum that _photometry_line writes, in its order
@@ -81,27 +94,27 @@ _LINE_COLUMNS = (
 )  # fmt: skip
 
 
-def _photometry_line(row: dict[str, Any], text: Callable[[str], str], quoted: Callable[[str], str]) -> str:
-    """One row of ``_add_points`` as a line of COPY text in the order of ``_LINE_COLUMNS``.
+def _photometry_line(row: PointRow, text: Callable[[str], str], quoted: Callable[[str], str]) -> str:
+    """One :data:`PointRow` as a line of COPY text in the order of ``_LINE_COLUMNS``.
 
     ``text`` escapes a string for COPY, ``quoted`` makes it a JSON string (both memoised: a batch has few
     distinct bands, units, kinds and sources).
     """
-    v = row["value"]
+    target_id, timestamp, p, telescope, source, location = row
     value = (
-        f'{{"mjd": {_json_num(v["mjd"])}, "kind": {quoted(v["kind"])}, "flux": {_json_num(v["flux"])}, '
-        f'"flux_error": {_json_num(v["flux_error"])}, "system": {quoted(v["system"])}}}'
+        f'{{"mjd": {_json_num(p.mjd)}, "kind": {quoted(p.kind)}, "flux": {_json_num(p.flux)}, '
+        f'"flux_error": {_json_num(p.flux_error)}, "system": {quoted(p.system)}}}'
     )
     return (
-        f"{row['target_id']}\t\\N\t{row['timestamp'].isoformat()}\t{value.translate(_COPY_ESCAPES)}\t"
-        f"{text(row['telescope'])}\t\t{text(row['source_name'])}\t{text(row['source_location'])}\t\t"
-        f"{_num_text(row['brightness'])}\t{_num_text(row['brightness_error'])}\t{_num_text(row['limit'])}\t"
-        f"{text(row['unit'])}\t{text(row['bandpass'])}\t\\N\n"
+        f"{target_id}\t\\N\t{timestamp.isoformat()}\t{value.translate(_COPY_ESCAPES)}\t"
+        f"{text(telescope)}\t\t{text(source)}\t{text(location)}\t\t"
+        f"{_num_text(p.magnitude)}\t{_num_text(p.magnitude_error)}\t{_num_text(p.limit)}\t"
+        f"{text(p.system + ' mag')}\t{text(p.band)}\t\\N\n"
     )
 
 
-def copy_photometry(rows: list[dict[str, Any]]) -> None:
-    """Insert photometry rows (dicts of column values) through PostgreSQL's COPY into a session-local staging table.
+def copy_photometry(rows: list[PointRow]) -> None:
+    """Insert photometry rows (:data:`PointRow`) through PostgreSQL's COPY into a session-local staging table.
 
     Then ``INSERT ... ON CONFLICT DO NOTHING`` (the unique constraints still skip a concurrent copy of a point).
     The rows are written as COPY text in one buffer, without model instances: a Rubin alert's history is
@@ -128,8 +141,9 @@ def copy_photometry(rows: list[dict[str, Any]]) -> None:
         body = "".join([_photometry_line(row, text, quoted) for row in rows])
     else:
         names = [f.attname for f in fields]
+        dicts = [photometry_fields(row) for row in rows]
         body = "".join(
-            "\t".join([_copy_text(row[n] if n in row else defaults[n]) for n in names]) + "\n" for row in rows
+            "\t".join([_copy_text(row[n] if n in row else defaults[n]) for n in names]) + "\n" for row in dicts
         )
     columns = ", ".join(connection.ops.quote_name(by_name[n].column) for n in names)
     with connection.cursor() as cursor, connection.wrap_database_errors:

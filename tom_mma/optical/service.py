@@ -37,7 +37,7 @@ from tom_mma.targets import TargetCandidate, get_or_create_targets
 
 from .alerts import OpticalAlert, OpticalPoint
 from .packets import AlertFormatError
-from .photometry_copy import COPY_MIN_ROWS, copy_photometry
+from .photometry_copy import COPY_MIN_ROWS, PointRow, copy_photometry, photometry_fields
 from .stamps import store_cutouts
 
 __all__ = [
@@ -179,10 +179,6 @@ def ingest_optical_alerts(alerts: Sequence[OpticalAlert]) -> list[OpticalIngestR
 
 
 # -- photometry ------------------------------------------------------------------------------------
-def _row_key(timestamp: Any, band: str, brightness: float | None, limit: float | None) -> tuple:
-    return (timestamp, band, brightness, limit)
-
-
 def add_points(target: Any, alert: OpticalAlert) -> list[OpticalPoint]:
     """Add the alert's points the Target lacks; return those added.
 
@@ -203,29 +199,21 @@ def _add_points(targets: Sequence[Any], alerts: Sequence[OpticalAlert], fresh: s
         rows = PhotometryReducedDatum.objects.filter(
             target_id__in=old[start : start + 500], timestamp__gte=min(times), timestamp__lte=max(times)
         ).values_list("target_id", "timestamp", "bandpass", "brightness", "limit")
-        for target_id, *key in rows:
-            existing[target_id].add(_row_key(*key))
-    rows, out = [], []
+        for target_id, timestamp, band, brightness, limit in rows:
+            existing[target_id].add((timestamp, band, brightness, limit))
+    rows: list[PointRow] = []
+    out = []
     for target, alert, points in zip(targets, alerts, stamped, strict=True):
         seen, added = existing[target.pk], []
+        pk, telescope, alert_id = target.pk, alert.telescope, alert.alert_id
         source = f"{alert.broker} {alert.survey}".strip()
-        telescope = alert.telescope
         for timestamp, point in points:
-            key = _row_key(timestamp, point.band, point.magnitude, point.limit)
+            key = (timestamp, point.band, point.magnitude, point.limit)  # the unique constraints' columns
             if key in seen:
                 continue
             seen.add(key)
             added.append(point)
-            rows.append(
-                {
-                    "target_id": target.pk, "timestamp": timestamp, "bandpass": point.band,
-                    "brightness": point.magnitude, "brightness_error": point.magnitude_error, "limit": point.limit,
-                    "unit": f"{point.system} mag", "telescope": telescope, "source_name": source,
-                    "source_location": alert.alert_id,
-                    "value": {"mjd": point.mjd, "kind": point.kind, "flux": point.flux,
-                              "flux_error": point.flux_error, "system": point.system},
-                }
-            )  # fmt: skip
+            rows.append((pk, timestamp, point, telescope, source, alert_id))
         out.append(added)
     if rows:
         # a concurrent writer's copy of the same point is skipped by the unique constraints
@@ -233,7 +221,9 @@ def _add_points(targets: Sequence[Any], alerts: Sequence[OpticalAlert], fresh: s
             copy_photometry(rows)
         else:
             PhotometryReducedDatum.objects.bulk_create(
-                [PhotometryReducedDatum(**row) for row in rows], batch_size=500, ignore_conflicts=True
+                [PhotometryReducedDatum(**photometry_fields(row)) for row in rows],
+                batch_size=500,
+                ignore_conflicts=True,
             )
     return out
 

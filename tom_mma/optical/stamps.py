@@ -7,11 +7,13 @@ ones are deleted, their files after the commit.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage
 from django.db import transaction
 from tom_dataproducts.models import DataProduct
 
@@ -104,10 +106,11 @@ def store_cutouts(targets: Sequence[Any], alerts: Sequence[OpticalAlert], fresh:
         added.append(stamps[key].add(alert, kept))
     by_pk = {t.pk: t for t in targets}
     products, doomed = [], []
+    writer = _StampWriter()
     for (pk, _survey), state in stamps.items():
         doomed += state.doomed
         for alert in state.pending.values():
-            products += _stamp_products(by_pk[pk], alert)
+            products += _stamp_products(by_pk[pk], alert, writer)
     if products:
         DataProduct.objects.bulk_create(products, batch_size=500)
     if doomed:
@@ -119,8 +122,66 @@ def store_cutouts(targets: Sequence[Any], alerts: Sequence[OpticalAlert], fresh:
     return added
 
 
-def _stamp_products(target: Any, alert: OpticalAlert) -> list[DataProduct]:
+def _extension(filename: str) -> str:
+    """The FITS extension of a stamp's file name (``.fits.gz`` or ``.fits``), else its last suffix.
+
+    >>> _extension("candid123_pid456_targ_sci.fits.gz"), _extension("x_science.fits"), _extension("stamp")
+    ('.fits.gz', '.fits', '')
+    """
+    base = filename.rsplit("/", 1)[-1].lower()
+    for ext in (".fits.gz", ".fits.fz", ".fits"):
+        if base.endswith(ext):
+            return ext
+    suffix = base.rpartition(".")[2] if "." in base else ""
+    return f".{suffix}" if suffix and suffix.isalnum() and len(suffix) <= 8 else ""
+
+
+class _StampWriter:
+    """Writes a batch's stamp files: straight to disk on a ``FileSystemStorage``, else through the storage.
+
+    Django's ``FileSystemStorage.save`` costs ~0.3 ms a file in its checks and directory walks (a
+    third of a ZTF batch for three stamps an alert); the name is the one it would choose (the field's
+    ``upload_to``), and the file is created exclusively, so an existing file of that name takes the
+    storage's own path (which picks a free name). Each directory is made once per batch.
+    """
+
+    def __init__(self) -> None:
+        self.field = DataProduct._meta.get_field("data")
+        self.storage = self.field.storage
+        # the plain storage with its default modes (any other takes its own path)
+        # (``default_storage`` is a lazy wrapper: its ``__class__`` is the wrapped storage's)
+        self.direct = self.storage.__class__ is FileSystemStorage and self.storage.directory_permissions_mode is None
+        self.mode = self.storage.file_permissions_mode
+        self.made: set[str] = set()
+
+    def write(self, product: DataProduct, filename: str, data: bytes) -> None:
+        if self.direct:
+            name = self.field.generate_filename(product, filename)
+            if self.field.max_length and len(name) > self.field.max_length:
+                product.data.save(filename, ContentFile(data), save=False)  # the storage shortens it
+                return
+            path = self.storage.path(name)
+            folder = os.path.dirname(path)
+            if folder not in self.made:
+                os.makedirs(folder, exist_ok=True)
+                self.made.add(folder)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            except FileExistsError:
+                pass  # the storage's own path picks a free name
+            else:
+                with os.fdopen(fd, "wb") as out:
+                    if self.mode is not None:
+                        os.fchmod(out.fileno(), self.mode)
+                    out.write(data)
+                product.data = name.replace("\\", "/")
+                return
+        product.data.save(filename, ContentFile(data), save=False)
+
+
+def _stamp_products(target: Any, alert: OpticalAlert, writer: _StampWriter | None = None) -> list[DataProduct]:
     """The alert's stamps as unsaved ``DataProduct`` rows, their files written."""
+    writer = writer or _StampWriter()
     prefix = f"{_CUTOUT_PREFIX}{alert.survey}:"
     products = []
     data_type = _fits_type()
@@ -130,10 +191,7 @@ def _stamp_products(target: Any, alert: OpticalAlert) -> list[DataProduct]:
             extra_data=json.dumps({"mjd": alert.mjd, "kind": cutout.kind, "alert_id": alert.alert_id,
                                    "survey": alert.survey, "source": "tom_mma.optical"}),
         )  # fmt: skip
-        product.data.save(
-            f"{alert.survey}_{alert.alert_id}_{cutout.kind}_{cutout.filename.rsplit('/', 1)[-1]}",
-            ContentFile(cutout.data),
-            save=False,
-        )
+        name = f"{alert.survey}_{alert.alert_id}_{cutout.kind}{_extension(cutout.filename)}"
+        writer.write(product, name, cutout.data)
         products.append(product)
     return products
