@@ -12,9 +12,10 @@ quarantines such a message at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+from tom_mma.batching import batch_of
 from tom_mma.derived import DerivedAlertResult, ingest_derived_alert, ingest_derived_alerts
 from tom_mma.hopmessages import json_payload, message_id, metadata_headers
 from tom_mma.schemas.derived_alert import DerivedAlert
@@ -49,21 +50,9 @@ def _parse(alert: Any) -> DerivedAlert:
     return DerivedAlert.from_dict(json_payload(alert, "derived alert"))
 
 
-def _batch(messages: Sequence[tuple[Any, Any]]) -> list[Any]:
-    """The messages' alerts handled at once; one item per message: its result, or the error it was read with.
-
-    A message that does not parse is returned as its exception (the stream quarantines it and keeps the
-    others); an error while writing is raised, and the stream then handles the messages one by one.
-    """
-    parsed: list[tuple[DerivedAlert, dict[str, Any]] | Exception] = []
-    for alert, metadata in messages:
-        try:
-            parsed.append((_parse(alert), delivery_info(metadata)))
-        except Exception as exc:  # noqa: BLE001 - the message's own failure, returned to the stream for it
-            parsed.append(exc)
-    results = iter(ingest_derived_alerts([p for p in parsed if not isinstance(p, Exception)]))
-    return [p if isinstance(p, Exception) else next(results) for p in parsed]
+def _read(alert: Any, metadata: Any) -> tuple[DerivedAlert, dict[str, Any]]:
+    return _parse(alert), delivery_info(metadata)
 
 
 # the stream's ingest hands a run of consecutive messages to a handler's ``batch`` at once (tom_mma_broker.ingest)
-derived_alert_handler.batch = _batch  # type: ignore[attr-defined]
+derived_alert_handler.batch = batch_of(_read, ingest_derived_alerts)  # type: ignore[attr-defined]
