@@ -13,20 +13,12 @@ Goal (issue 11): p99 under 50 ms at 1,000 messages/s from 20 detectors. Peer: no
 (``snews-cs`` itself needs SCiMMA's brokers, MongoDB and hop-client < 0.11).
 
     python bench/snews_decider.py [--rate 1000 --seconds 10 --detectors 20] [--postgres] [--profile DIR]
-                                  [--lane fast|publisher]
-
-``--lane fast`` (the default, ``SNEWS_PUBLISH_AT_COMMIT``): the stream's thread hands the alerts to its
-producer at the commit (:mod:`tom_mma_broker.fastlane`); ``--lane publisher``: the outbox publisher's thread
-claims and sends them (the publisher still runs in the fast lane's runs, as a worker would, with nothing to do).
 
 The stages of each message (``stage_<name>_p50_s``, ``_p99_s``, each from the one before): ``fetched`` (from
 the producer to the stream's prefetch thread), ``ingest`` (waiting for the stream thread), ``committed`` (the
 batch's transaction), ``offsets`` (the Kafka commit after it), ``claimed`` (from the database commit to the
 publisher's claim of its alert), ``flushed`` (produced and acknowledged), ``received`` (read by a consumer of
-the coincidence topic); in the fast lane ``handed`` (from the start of the batch's transaction to the hand-over
-in its commit), ``received`` (from the hand-over) and ``acked`` (from the hand-over to the record of the
-broker's acknowledgement in the outbox, in parallel with ``received``). ``--profile DIR`` writes a cProfile
-file of the stream, prefetch and publisher threads.
+the coincidence topic). ``--profile DIR`` writes a cProfile file of the stream, prefetch and publisher threads.
 
 The last line printed is one JSON object.
 """
@@ -56,9 +48,6 @@ def main() -> None:
     parser.add_argument("--detectors", type=int, default=20)
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     parser.add_argument("--profile", metavar="DIR", help="write a cProfile file per thread of the pipeline there")
-    parser.add_argument("--lane", choices=["fast", "publisher"], default="fast",
-                        help="alerts sent at the commit by the stream's process (SNEWS_PUBLISH_AT_COMMIT, default) "
-                             "or by the outbox publisher's thread")  # fmt: skip
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="snews-bench-"))
@@ -110,13 +99,11 @@ class Stages:
                                                              "offsets": []}  # fmt: skip
         self.claims: list[tuple[int, float, list]] = []
         self.flushes: list[tuple[int, float]] = []
-        self.handed: list[tuple[float, list]] = []  # the fast lane: rows handed to its producer after the commit
-        self.recorded: list[tuple[float, list]] = []  # ... and their delivery reports recorded
 
     def install(self) -> None:
         from hop.io import Producer
 
-        from tom_mma_broker import fastlane, publishing
+        from tom_mma_broker import publishing
         from tom_mma_broker.consumer import Prefetcher
         from tom_mma_broker.ingest import Ingestor
         from tom_mma_broker.streams import ReliableHopskotchAlertStream
@@ -154,20 +141,7 @@ class Stages:
             finally:
                 self.flushes.append((threading.get_ident(), time.monotonic()))
 
-        send, record = fastlane._Sender.send, fastlane._record
-
-        def _send(sender, rows):
-            self.handed.append((time.monotonic(), [row.payload for row in rows]))
-            return send(sender, rows)
-
-        def _record(reports):
-            try:
-                return record(reports)
-            finally:
-                self.recorded.append((time.monotonic(), list(reports)))
-
         Prefetcher._fetch, Ingestor.ingest = _fetch, _ingest
-        fastlane._Sender.send, fastlane._record = _send, _record
         ReliableHopskotchAlertStream._commit = _commit
         publishing._claim, Producer.flush = _claim, _flush
 
@@ -183,17 +157,6 @@ class Stages:
                         when.setdefault(json.loads(payload)["uuid"], t)
                     except (ValueError, KeyError, TypeError):
                         continue
-        handed, acked = out["handed"], out["acked"] = {}, {}
-        ids: dict = {}
-        for t, payloads in self.handed:
-            for payload in payloads:
-                alert = json.loads(payload)
-                handed.setdefault(alert.get("trigger_uid"), t)
-                ids[alert["alert_id"]] = alert.get("trigger_uid")
-        for t, alert_ids in self.recorded:
-            for alert_id in alert_ids:
-                if str(alert_id) in ids:
-                    acked.setdefault(ids[str(alert_id)], t)
         claimed, flushed = out["claimed"], out["flushed"] = {}, {}
         for thread, t, rows in self.claims:
             done = next((f for th, f in self.flushes if th == thread and f >= t), None)
@@ -208,22 +171,14 @@ class Stages:
 def stage_figures(sent: dict[str, float], received: dict[str, float], stages: Stages) -> dict[str, float]:
     """p50 and p99 of the time each stage took, from the previous one (``stage_<name>_p50_s``)."""
     times = stages.times()
-    fast = bool(times["handed"])
-    # the fast lane: handed to its producer at the commit, then received (and, in parallel, acknowledged and
-    # recorded); the publisher's lane: claimed by the publisher after the commit, flushed, received
-    lane = [("handed", None), ("received", received), ("acked", None)] if fast else [
-        ("claimed", None), ("flushed", None), ("received", received)]  # fmt: skip
-    order = [("fetched", None), ("ingest", None), ("committed", None), ("offsets", None), *lane]
+    order = [("fetched", None), ("ingest", None), ("committed", None), ("offsets", None), ("claimed", None),
+             ("flushed", None), ("received", received)]  # fmt: skip
     figures: dict[str, float] = {}
     previous = sent
     for name, own in order:
         current = own if own is not None else times[name]
         if name == "claimed":
-            previous = times["committed"]  # after the commit, in parallel with the offsets
-        if name == "handed":
-            previous = times["ingest"]  # the batch's transaction, to its commit (the hand-over runs in the commit)
-        if name == "acked":
-            previous = times["handed"]  # acknowledged and recorded, in parallel with the alert's delivery
+            previous = times["committed"]  # claimed after the commit, in parallel with the offsets
         spans = [current[u] - previous[u] for u in current if u in previous]
         figures[f"stage_{name}_p50_s"] = round(percentile(spans, 0.5), 4)
         figures[f"stage_{name}_p99_s"] = round(percentile(spans, 0.99), 4)
@@ -274,8 +229,7 @@ def run(args, settings) -> dict:
         settings.TOM_MMA_BROKER = {**settings.TOM_MMA_BROKER, "SNEWS_ALERT_TOPIC": topics["alert"],
                                    "SNEWS_TEST_ALERT_TOPIC": topics["test"],
                                    "SNEWS_NO_COINCIDENCE_TOPIC": topics["nocoinc"],
-                                   "SNEWS_EXPIRY_S": 3600.0,
-                                   "SNEWS_PUBLISH_AT_COMMIT": args.lane == "fast"}  # fmt: skip
+                                   "SNEWS_EXPIRY_S": 3600.0}  # fmt: skip
         n = int(args.rate * args.seconds)
         stream = ReliableHopskotchAlertStream(
             URL=info.url, GROUP_ID=f"bench-{suffix}", START_POSITION="EARLIEST",
@@ -308,10 +262,6 @@ def run(args, settings) -> dict:
             close_old_connections()
 
         threading.Thread(target=profiled(publisher, args.profile, "publisher"), daemon=True).start()
-        if args.lane == "fast":
-            from tom_mma_broker import fastlane
-
-            fastlane.warm_up()  # opened when the stream starts, as publishing.warm_up in a worker
 
         def consume_alerts() -> None:
             consumer = Consumer({"bootstrap.servers": info.bootstrap, "group.id": f"a-{suffix}",
@@ -376,7 +326,6 @@ def run(args, settings) -> dict:
         return {
             "bench": "snews_decider",
             "database": "postgresql" if args.postgres else "sqlite",
-            "lane": args.lane,
             "rate_requested": args.rate,
             "detectors": args.detectors,
             "messages": n,

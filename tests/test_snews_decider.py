@@ -240,17 +240,6 @@ def test_expiry_is_silent_and_the_smaller_group_is_the_new_reference():
     assert types(out) == [("COINC_MSG", 0, ["B", "C"])]
 
 
-def test_expiry_after_a_restart_from_a_state_whose_entries_are_not_in_arrival_order():
-    d = Decider(expiry_s=60)
-    run(d, msg("A", 0), arrival=0)
-    run(d, msg("B", 2), arrival=50)
-    state = d.to_state()
-    state["lanes"]["observation"]["entries"].reverse()  # a state written in another order: B before A
-    restored = Decider.from_state(state, expiry_s=60)
-    out = run(restored, msg("C", 3), arrival=70)[0]  # A expired at 60 s all the same
-    assert types(out) == [("COINC_MSG", 0, ["B", "C"])]
-
-
 def test_test_and_fire_drill_messages_stay_in_their_lanes():
     d = Decider()
     out = run(

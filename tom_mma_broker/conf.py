@@ -74,11 +74,6 @@ DEFAULTS = {
     "SNEWS_TEST_ALERT_TOPIC": "tom-mma.snews.alert-test",
     "SNEWS_FIREDRILL_ALERT_TOPIC": "tom-mma.snews.alert-firedrill",
     "SNEWS_NO_COINCIDENCE_TOPIC": "tom-mma.snews.no-coincidence",
-    # The decider's alerts sent by the stream's process right after the batch commits (the outbox's fast lane,
-    # tom_mma_broker.fastlane), held meanwhile for this many seconds from the publisher, which sends them after
-    # that lease if the process died first. False: the outbox publisher sends them, as other derived alerts.
-    "SNEWS_PUBLISH_AT_COMMIT": True,
-    "SNEWS_PUBLISH_AT_COMMIT_LEASE_S": 30.0,
     # Where a multi-messenger link (tom_mma.linking) is published as a derived alert ("" for none).
     "LINK_ALERT_TOPIC": "tom-mma.links",
     # GraceDB, for `ingestsuperevent` backfills (its public API).

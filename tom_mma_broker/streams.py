@@ -35,7 +35,6 @@ from tom_alertstreams.alertstreams.alertstream import AlertStream
 
 from tom_mma import deferred
 
-from . import fastlane
 from .conf import broker_settings
 from .consumer import Backoff, Prefetcher, confluent_consumer, open_consumer
 from .embedded import EmbeddedBrokerError
@@ -258,10 +257,6 @@ class ReliableHopskotchAlertStream(AlertStream):
             stats = self._listen(max_messages, idle_timeout)
         if not deferred.drain(timeout=EAGER_DRAIN_S):
             logger.warning("the stream stopped with deferred work still running in the background")
-        # the alerts its batches sent at their commit (the SNEWS decider's), acknowledged and recorded: a clean
-        # stop leaves none held until the fast lane's lease ends
-        if not fastlane.flush(timeout=broker_settings.PUBLISH_TIMEOUT_S):
-            logger.warning("the stream stopped with alerts of the fast lane not acknowledged yet (held in the outbox)")
         return stats
 
     def _listen(self, max_messages: int | None, idle_timeout: float | None) -> dict[str, int]:

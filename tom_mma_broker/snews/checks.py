@@ -13,8 +13,8 @@ __all__ = ["check_snews_settings"]
 def check_snews_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """tom_mma_broker.E020: the decider's settings are usable.
 
-    The window, cache lifetime, heartbeat window and fast-lane lease are positive numbers, the cache lifetime
-    is at least the window, the false-alarm rates are positive numbers, the topics named.
+    The window, cache lifetime and heartbeat window are positive numbers, the cache lifetime is at least the
+    window, the false-alarm rates are positive numbers, the topics named.
     """
     errors = []
 
@@ -22,13 +22,13 @@ def check_snews_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage
         errors.append(checks.Error(text, hint="See docs/snews.md.", id="tom_mma_broker.E020"))
 
     values = {}
-    for key in ("SNEWS_WINDOW_S", "SNEWS_EXPIRY_S", "SNEWS_HEARTBEAT_WINDOW_S", "SNEWS_PUBLISH_AT_COMMIT_LEASE_S"):
+    for key in ("SNEWS_WINDOW_S", "SNEWS_EXPIRY_S", "SNEWS_HEARTBEAT_WINDOW_S"):
         value = getattr(broker_settings, key)
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             error(f"TOM_MMA_BROKER['{key}'] must be a positive number of seconds, not {value!r}")
         else:
             values[key] = value
-    if len(values) == 4 and values["SNEWS_EXPIRY_S"] < values["SNEWS_WINDOW_S"]:
+    if len(values) == 3 and values["SNEWS_EXPIRY_S"] < values["SNEWS_WINDOW_S"]:
         error("TOM_MMA_BROKER['SNEWS_EXPIRY_S'] is shorter than SNEWS_WINDOW_S: no coincidence could form")
     rates = broker_settings.SNEWS_FALSE_ALARM_RATES
     if not isinstance(rates, dict) or any(

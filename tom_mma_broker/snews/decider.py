@@ -34,7 +34,6 @@ ascending sub-group order.
 
 from __future__ import annotations
 
-import bisect
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -143,22 +142,8 @@ class _Lane:
     def anchor(self, tag: int) -> int:
         return min(self.entries[u].time_ns for u in self.groups[tag])
 
-    def key(self, uid: str) -> tuple[int, int]:
-        entry = self.entries[uid]
-        return entry.time_ns, entry.seq
-
     def sort(self, uids: Iterable[str]) -> list[str]:
-        return sorted(uids, key=self.key)
-
-    def insert(self, members: list[str], uid: str, times: int = 1) -> list[str]:
-        """``members`` (in order) with ``uid`` placed where its time puts it (``times`` copies), as :meth:`sort`.
-
-        A bisection, not a sort of the whole group: the keys are distinct (``seq``), so the order is the same.
-        """
-        out = list(members)
-        at = bisect.bisect_right(out, self.key(uid), key=self.key)
-        out[at:at] = [uid] * times
-        return out
+        return sorted(uids, key=lambda u: (self.entries[u].time_ns, self.entries[u].seq))
 
     def drop(self, uids: set[str]) -> None:
         """Remove ``uids`` from the cache and from every group; empty groups are gone."""
@@ -299,7 +284,7 @@ class Decider:
             if 0 < delta <= self._window_ns:
                 if not joined:
                     lane.entries[entry.uid] = entry
-                lane.groups[tag] = lane.insert(lane.groups[tag], entry.uid)
+                lane.groups[tag] = lane.sort([*lane.groups[tag], entry.uid])
                 states[tag] = "COINC_MSG"
                 joined = True
         if joined:
@@ -341,8 +326,7 @@ class Decider:
             if abs(entry.time_ns - lane.anchor(tag)) > self._window_ns:
                 continue  # outside this group's window: the group keeps the earlier message
             lane.entries.setdefault(entry.uid, entry)
-            kept = [u for u in members if u not in old]
-            lane.groups[tag] = lane.insert(kept, entry.uid, len(members) - len(kept))
+            lane.groups[tag] = lane.sort([entry.uid if u in old else u for u in members])
             states[tag] = "UPDATE"
             replaced = True
         if not replaced:
@@ -367,14 +351,8 @@ class Decider:
         return Decision(message.uid, "retraction", tuple(alerts))
 
     def _expire(self, now: int) -> None:
-        limit = now - self._expiry_ns
         for lane in self.lanes.values():
-            # entries are kept in arrival order (the clock never goes back; load_state restores that order):
-            # when the first has not expired, none has
-            first = next(iter(lane.entries.values()), None)
-            if first is None or first.arrival_ns >= limit:
-                continue
-            old = {u for u, e in lane.entries.items() if e.arrival_ns < limit}
+            old = {u for u, e in lane.entries.items() if e.arrival_ns < now - self._expiry_ns}
             if old:
                 lane.drop(old)
                 for tag in lane.groups:  # silent: the smaller group is the new reference
@@ -482,8 +460,7 @@ class Decider:
         self.lanes = {lane: _Lane() for lane in LANES}
         for name, data in state["lanes"].items():
             lane = self.lanes[name]
-            entries = sorted((_Entry(**e) for e in data["entries"]), key=lambda e: (e.arrival_ns, e.seq))
-            lane.entries = {e.uid: e for e in entries}  # in arrival order, as _expire expects
+            lane.entries = {e["uid"]: _Entry(**e) for e in data["entries"]}
             lane.groups = {int(tag): list(members) for tag, members in data["groups"].items()}
             lane.counts = {int(tag): n for tag, n in data["counts"].items()}
             lane.ids = {int(tag): i for tag, i in data.get("ids", {}).items()}

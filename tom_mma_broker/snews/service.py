@@ -14,10 +14,6 @@ again from there, in order: the alerts queued are always those of the state that
 
 Alert ids are derived from the message that caused them (uuid5), and the outbox holds one row per id: a
 message handled again after a crash (redelivered before its offset was committed) queues nothing twice.
-
-With ``SNEWS_PUBLISH_AT_COMMIT`` (default) the rows are written held, and handed to the outbox's fast lane
-(:mod:`tom_mma_broker.fastlane`) when the batch commits: the thread that committed sends them at once; else the
-outbox publisher is announced, as for other derived alerts.
 """
 
 from __future__ import annotations
@@ -31,7 +27,6 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .. import fastlane
 from ..conf import broker_settings
 from ..models import OutboxMessage, SnewsDeciderState
 from ..outbox import announce
@@ -125,11 +120,7 @@ class _Batch:
             self.decider, self.revision = _load(self.name)
             self.decisions = [self.decider.process(m, a) for m, a in self.messages]
             _write(self.name, self.revision, self.decider, written, n)
-        at_commit = fastlane.enabled()
-        queued = _queue(self.decisions, held=at_commit)
-        if queued and at_commit:
-            fastlane.send_on_commit(queued)  # sent by this thread right after the commit; the outbox keeps them
-        elif queued:
+        if _queue(self.decisions):
             announce()  # the outbox's sender runs after the commit
         _cached[(os.getpid(), self.name)] = (self.decider, written)
         if logger.isEnabledFor(logging.INFO):
@@ -198,14 +189,11 @@ def decide_all(
     return [o if isinstance(o, Exception) else next(kept) for o in out]
 
 
-_OUTBOX_COLUMNS = ("alert_id", "topic", "kind", "payload", "created", "attempts", "last_error", "claimed_until")
+_OUTBOX_COLUMNS = ("alert_id", "topic", "kind", "payload", "created", "attempts", "last_error")
 
 
-def _queue(decisions: list[Decision], held: bool = False) -> list[fastlane.Row]:
-    """Queue the decisions' alerts in the outbox, one multi-row ``INSERT`` (per 500 rows); return the rows made.
-
-    Rows already in the outbox (a message handled again after a crash) are not made again and not returned.
-    With ``held``, the rows are written claimed for the fast lane's lease (:mod:`tom_mma_broker.fastlane`).
+def _queue(decisions: list[Decision]) -> int:
+    """Queue the decisions' alerts in the outbox: one multi-row ``INSERT`` (per 500 rows); how many were made.
 
     Written as SQL rather than ``bulk_create``, whose per-field preparation of model instances cost more than
     the decider itself (0.3 ms an alert, measured with bench/snews_decider.py): the values are those Django
@@ -214,47 +202,42 @@ def _queue(decisions: list[Decision], held: bool = False) -> list[fastlane.Row]:
     import orjson
 
     topics = {lane: alert_topic(lane) for lane in ("observation", "test", "firedrill")}
-    values: list[fastlane.Row] = []
+    values: list[tuple[uuid.UUID, str, str, bytes]] = []
     for decision in decisions:
-        values += [fastlane.Row(uuid.UUID(a.alert_id), topics[a.lane], OUTBOX_KINDS["alert"], orjson.dumps(a.to_dict()))
+        values += [(uuid.UUID(a.alert_id), topics[a.lane], OUTBOX_KINDS["alert"], orjson.dumps(a.to_dict()))
                    for a in decision.alerts]  # fmt: skip
         if decision.no_coincidence is not None:
             nc = decision.no_coincidence
-            values.append(fastlane.Row(uuid.UUID(nc.alert_id), broker_settings.SNEWS_NO_COINCIDENCE_TOPIC,
-                                       OUTBOX_KINDS["no_coincidence"], orjson.dumps(nc.to_dict())))  # fmt: skip
+            values.append((uuid.UUID(nc.alert_id), broker_settings.SNEWS_NO_COINCIDENCE_TOPIC,
+                           OUTBOX_KINDS["no_coincidence"], orjson.dumps(nc.to_dict())))  # fmt: skip
     if not values:
-        return []
+        return 0
     meta = OutboxMessage._meta
     quote = connection.ops.quote_name
     alert_id = meta.get_field("alert_id")
-    now = timezone.now()
-    created = connection.ops.adapt_datetimefield_value(now)
-    lease = connection.ops.adapt_datetimefield_value(fastlane.lease_until(now)) if held else None
+    created = connection.ops.adapt_datetimefield_value(timezone.now())
     fields = [meta.get_field(name) for name in _OUTBOX_COLUMNS]
     per_statement = max(1, min(500, connection.ops.bulk_batch_size(fields, values)))
-    columns = ", ".join(quote(f.column) for f in fields)
-    made: set[uuid.UUID] = set()
+    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
+    placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # one statement of four arrays: its text is the same for every batch (psycopg parses a query text once;
             # a VALUES list of a thousand placeholders was parsed again for each batch, 8 ms)
+            columns = ", ".join(quote(f.column) for f in fields)
             cursor.execute(
-                f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT a, t, k, p, %s, 0, '', %s "
+                f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT a, t, k, p, %s, 0, '' "
                 "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[]) AS v(a, t, k, p) "
-                f"ON CONFLICT (alert_id) DO NOTHING RETURNING {quote(alert_id.column)}",
-                [created, lease, *map(list, zip(*values, strict=True))],
+                "ON CONFLICT (alert_id) DO NOTHING",
+                [created, *map(list, zip(*values, strict=True))],
             )
-            made.update(aid for (aid,) in cursor.fetchall())
-        else:
-            head = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "
-            placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
-            for start in range(0, len(values), per_statement):
-                chunk = values[start : start + per_statement]
-                params: list[object] = []
-                for aid, topic, kind, payload in chunk:
-                    params += [alert_id.get_db_prep_value(aid, connection), topic, kind, payload, created, 0, "", lease]
-                # one row per alert id (unique): a message handled again queues nothing twice
-                tail = f" ON CONFLICT (alert_id) DO NOTHING RETURNING {quote(alert_id.column)}"
-                cursor.execute(head + ", ".join([placeholder] * len(chunk)) + tail, params)
-                made.update(uuid.UUID(str(aid)) for (aid,) in cursor.fetchall())
-    return [row for row in values if row.alert_id in made]
+            return len(values)
+        for start in range(0, len(values), per_statement):
+            chunk = values[start : start + per_statement]
+            params: list[object] = []
+            for aid, topic, kind, payload in chunk:
+                params += [alert_id.get_db_prep_value(aid, connection), topic, kind, payload, created, 0, ""]
+            # one row per alert id (unique): a message handled again queues nothing twice
+            cursor.execute(head + ", ".join([placeholder] * len(chunk)) + " ON CONFLICT (alert_id) DO NOTHING",
+                           params)  # fmt: skip
+    return len(values)
